@@ -1,0 +1,45 @@
+"""Test-suite set-up: real data from ../shared/data when present, outputs to a temporary folder."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from analysis import paths
+
+SHARED_DATA = (paths.ROOT.parent / "shared" / "data").resolve()
+
+
+def pytest_configure(config):
+    # Tests read the real datasets whenever the shared copy exists (it does in CI); the variable
+    # may also be set by the caller to point at another verified copy.
+    if not os.environ.get(paths.DATA_ENV_VAR) and SHARED_DATA.is_dir():
+        os.environ[paths.DATA_ENV_VAR] = str(SHARED_DATA)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _outputs_to_tmp(tmp_path_factory):
+    """No test writes into the committed figures/ or build/: everything goes below a temp folder."""
+    out = tmp_path_factory.mktemp("kit-output")
+    old = os.environ.get(paths.OUTPUT_ENV_VAR)
+    os.environ[paths.OUTPUT_ENV_VAR] = str(out)
+    yield out
+    if old is None:
+        os.environ.pop(paths.OUTPUT_ENV_VAR, None)
+    else:
+        os.environ[paths.OUTPUT_ENV_VAR] = old
+
+
+def real_data_dir() -> Path | None:
+    """The real-data directory for tests, or None (tests then skip with the reason below)."""
+    env = os.environ.get(paths.DATA_ENV_VAR)
+    return Path(env) if env and Path(env).is_dir() else None
+
+
+REAL_DATA_SKIP_REASON = (
+    "real datasets not available: set KIT_DATA_DIR to a copy of the data (layout of shared/data) "
+    "or run `make data`; ../shared/data is absent on this machine"
+)
+requires_real_data = pytest.mark.skipif(real_data_dir() is None and not SHARED_DATA.is_dir(),
+                                        reason=REAL_DATA_SKIP_REASON)
