@@ -1,0 +1,898 @@
+"""Closed-form queueing results the kit's simulations and notebooks are checked against.
+
+Units throughout: rates in requests per second (1/s), times in seconds (s), loads in Erlangs
+(dimensionless: arrival rate x mean service time). Only numpy/scipy are used.
+
+Contents
+- Erlang B and C (stable recursion; servers up to 10^4 and more, loads in the thousands).
+- M/M/c: metrics, waiting- and response-time tail probabilities and quantiles, staffing
+  (least servers for a P(wait), mean-wait or P(W > t) target), square-root staffing and the
+  Halfin-Whitt beta.
+- M/G/1 (Pollaczek-Khinchine), Kingman's G/G/1 approximation, M/M/1 with priority classes.
+- Open Jackson networks (traffic equations, per-node M/M/c metrics, network totals by Little's law).
+- Little's law; order statistics of fan-out (fork-join) requests; the supermarket model
+  (power-of-d choices, mean-field limit); the Universal Scalability Law and its fit.
+
+Invalid input raises ValueError naming the argument and the offending value.
+
+References
+- Kleinrock, Queueing Systems Vol. 1 (1975); Gross, Shortle, Thompson & Harris, Fundamentals of
+  Queueing Theory (4th ed., 2008); Bolch, Greiner, de Meer & Trivedi, Queueing Networks and Markov
+  Chains (2nd ed., 2006).
+- Halfin & Whitt, Heavy-traffic limits for queues with many exponential servers,
+  Oper. Res. 29 (1981).
+- Kingman, The single server queue in heavy traffic, Proc. Camb. Phil. Soc. 57 (1961).
+- Cobham, Priority assignment in waiting line problems, Oper. Res. 2 (1954).
+- Jackson, Jobshop-like queueing systems, Management Science 10 (1963).
+- Mitzenmacher, The power of two choices in randomized load balancing, IEEE TPDS 12 (2001);
+  Vvedenskaya, Dobrushin & Karpelevich, Problems of Information Transmission 32 (1996).
+- Gunther, Guerrilla Capacity Planning, Springer (2007) (Universal Scalability Law).
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, special, stats
+
+__all__ = [
+    "erlang_b", "erlang_c",
+    "mmc_metrics", "mmc_prob_wait_exceeds", "mmc_wait_quantile", "mmc_response_survival",
+    "mmc_response_quantile",
+    "servers_for_wait_probability", "servers_for_mean_wait", "servers_for_wait_exceeding",
+    "square_root_staffing", "halfin_whitt_alpha", "halfin_whitt_beta",
+    "mg1_mean_wait", "mg1_metrics", "kingman_wait",
+    "mm1_priority_waits", "mm1_priority_response_times",
+    "jackson_traffic", "jackson_network", "jackson_totals",
+    "littles_law",
+    "fanout_prob_slow", "fanout_max_quantile", "order_statistic_cdf", "fanout_max_mean_exponential",
+    "kth_fastest_quantile",
+    "supermarket_tail", "supermarket_mean_response",
+    "usl_throughput", "USLFit", "fit_usl",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Input validation (every public function checks its arguments before computing anything)
+# --------------------------------------------------------------------------------------------
+
+def _real(name: str, value) -> float:
+    """A finite real number (bools and non-numbers rejected)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return v
+
+
+def _positive(name: str, value) -> float:
+    v = _real(name, value)
+    if v <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return v
+
+
+def _nonnegative(name: str, value) -> float:
+    v = _real(name, value)
+    if v < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return v
+
+
+def _integer(name: str, value, minimum: int = 1) -> int:
+    """An integer >= minimum. Python and numpy integers, and integral floats such as 4.0, are
+    accepted; bools, fractional and non-finite values are not."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got a bool ({value!r})")
+    if isinstance(value, numbers.Integral):
+        v = int(value)
+    elif (isinstance(value, numbers.Real) and math.isfinite(float(value))
+          and float(value).is_integer()):
+        v = int(value)
+    else:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if v < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return v
+
+
+def _open_probability(name: str, value) -> float:
+    v = _real(name, value)
+    if not 0.0 < v < 1.0:
+        raise ValueError(f"{name} must be a probability strictly between 0 and 1, got {value!r}")
+    return v
+
+
+def _closed_probability(name: str, value) -> float:
+    v = _real(name, value)
+    if not 0.0 <= v <= 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
+    return v
+
+
+def _stable(arrival_rate: float, service_rate: float, servers: int) -> float:
+    rho = arrival_rate / (servers * service_rate)
+    if rho >= 1.0:
+        raise ValueError(
+            f"utilisation arrival_rate/(servers*service_rate) = {rho:.6g} >= 1 "
+            f"(arrival_rate={arrival_rate:g}, service_rate={service_rate:g}, servers={servers}): "
+            "the queue has no steady state")
+    return rho
+
+
+def _vector(name: str, values, length: int | None = None) -> np.ndarray:
+    """A 1-d float array of finite numbers (a scalar is broadcast when ``length`` is given)."""
+    if isinstance(values, (str, bytes)):
+        raise ValueError(f"{name} must be a sequence of numbers, got {values!r}")
+    if np.ndim(values) == 0 and length is not None:
+        return np.full(length, _real(name, values))
+    try:
+        arr = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a sequence of numbers, got {values!r}") from None
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-d sequence, got shape {arr.shape}")
+    if any(isinstance(v, (bool, np.bool_)) for v in np.asarray(values, dtype=object).ravel()):
+        raise ValueError(f"{name} must contain numbers, not bools: {values!r}")
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        raise ValueError(f"{name}[{bad[0]}] must be finite, got {arr[bad[0]]!r}")
+    if length is not None and arr.size != length:
+        raise ValueError(f"{name} has length {arr.size}, expected {length} (one per node/class)")
+    return arr
+
+
+def _dist(name: str, dist):
+    if not all(hasattr(dist, attr) for attr in ("ppf", "isf", "cdf")):
+        raise ValueError(f"{name} must be a frozen scipy.stats distribution "
+                         f"(with cdf/ppf/isf), got {dist!r}")
+    return dist
+
+
+# --------------------------------------------------------------------------------------------
+# Erlang B and C
+# --------------------------------------------------------------------------------------------
+
+def _erlang_b_from(offered_load: float, servers: int, start_c: int = 0,
+                   start_b: float = 1.0) -> float:
+    """Erlang B recursion B(c) = A B(c-1) / (c + A B(c-1)) from (start_c, start_b) up to servers."""
+    b = start_b
+    a = offered_load
+    for k in range(start_c + 1, servers + 1):
+        ab = a * b
+        b = ab / (k + ab)
+    return b
+
+
+def _erlang_b_sequence(offered_load: float, first: int) -> Iterator[tuple[int, float]]:
+    """(c, B(c, A)) for c = first, first+1, ... computed incrementally (O(1) per step)."""
+    c = first
+    b = _erlang_b_from(offered_load, first)
+    while True:
+        yield c, b
+        c += 1
+        ab = offered_load * b
+        b = ab / (c + ab)
+
+
+def _c_from_b(b: float, offered_load: float, servers: int) -> float:
+    rho = offered_load / servers
+    return b / (1.0 - rho * (1.0 - b))
+
+
+def erlang_b(servers, offered_load) -> float:
+    """Erlang B blocking probability of an M/M/c/c loss system (dimensionless).
+
+    servers: number of servers c (integer >= 1); offered_load: A = arrival rate x mean service
+    time, in Erlangs (> 0). Computed with the stable recursion B(k) = A B(k-1) / (k + A B(k-1)),
+    so it neither overflows nor loses accuracy for c in the tens of thousands.
+    """
+    c = _integer("servers", servers)
+    a = _positive("offered_load", offered_load)
+    return _erlang_b_from(a, c)
+
+
+def erlang_c(servers, offered_load) -> float:
+    """Erlang C: probability that an arrival to an M/M/c queue waits (dimensionless).
+
+    servers: c (integer >= 1); offered_load: A in Erlangs, 0 < A < c (utilisation A/c < 1).
+    Computed from Erlang B: C = B / (1 - (A/c)(1 - B)).
+    """
+    c = _integer("servers", servers)
+    a = _positive("offered_load", offered_load)
+    if a >= c:
+        raise ValueError(f"utilisation offered_load/servers = {a / c:.6g} >= 1 "
+                         f"(offered_load={a:g}, servers={c}): the queue has no steady state")
+    return _c_from_b(_erlang_b_from(a, c), a, c)
+
+
+# --------------------------------------------------------------------------------------------
+# M/M/c
+# --------------------------------------------------------------------------------------------
+
+def _mmc_args(arrival_rate, service_rate, servers) -> tuple[float, float, int, float]:
+    lam = _positive("arrival_rate", arrival_rate)
+    mu = _positive("service_rate", service_rate)
+    c = _integer("servers", servers)
+    rho = _stable(lam, mu, c)
+    return lam, mu, c, rho
+
+
+def _mmc_dict(lam: float, mu: float, c: int) -> dict:
+    """M/M/c metrics without validation; lam may be 0 (an idle node of a network)."""
+    if lam == 0.0:
+        return dict(utilisation=0.0, p_wait=0.0, mean_wait=0.0, mean_response=1.0 / mu,
+                    mean_queue_length=0.0, mean_in_system=0.0)
+    a = lam / mu
+    p_wait = _c_from_b(_erlang_b_from(a, c), a, c)
+    mean_wait = p_wait / (c * mu - lam)
+    mean_response = mean_wait + 1.0 / mu
+    return dict(utilisation=lam / (c * mu), p_wait=p_wait, mean_wait=mean_wait,
+                mean_response=mean_response, mean_queue_length=lam * mean_wait,
+                mean_in_system=lam * mean_response)
+
+
+def mmc_metrics(arrival_rate, service_rate, servers) -> dict:
+    """Steady-state M/M/c metrics.
+
+    arrival_rate lambda and service_rate mu (per server) in requests/s, servers c >= 1 with
+    lambda < c mu. Returns a dict: utilisation (lambda/(c mu)), p_wait (Erlang C), mean_wait
+    (s, time in queue), mean_response (s, wait + service), mean_queue_length and mean_in_system
+    (requests, by Little's law).
+    """
+    lam, mu, c, _ = _mmc_args(arrival_rate, service_rate, servers)
+    return _mmc_dict(lam, mu, c)
+
+
+def mmc_prob_wait_exceeds(arrival_rate, service_rate, servers, t) -> float:
+    """P(W > t) for the FCFS M/M/c waiting time: C * exp(-(c mu - lambda) t).
+
+    Rates in requests/s, t in seconds (>= 0). At t = 0 this is the Erlang C probability.
+    """
+    lam, mu, c, _ = _mmc_args(arrival_rate, service_rate, servers)
+    t = _nonnegative("t", t)
+    p_wait = _c_from_b(_erlang_b_from(lam / mu, c), lam / mu, c)
+    return p_wait * math.exp(-(c * mu - lam) * t)
+
+
+def mmc_wait_quantile(arrival_rate, service_rate, servers, q) -> float:
+    """q-quantile of the FCFS M/M/c waiting time in queue, in seconds.
+
+    Zero when q <= 1 - C (that fraction of requests does not wait at all); otherwise
+    ln(C / (1 - q)) / (c mu - lambda). q in (0, 1).
+    """
+    lam, mu, c, _ = _mmc_args(arrival_rate, service_rate, servers)
+    q = _open_probability("q", q)
+    p_wait = _c_from_b(_erlang_b_from(lam / mu, c), lam / mu, c)
+    if 1.0 - q >= p_wait:
+        return 0.0
+    return math.log(p_wait / (1.0 - q)) / (c * mu - lam)
+
+
+def _response_survival(t: float, mu: float, theta: float, p_wait: float) -> float:
+    """P(T > t), T = W + S with W = 0 w.p. 1-C else Exp(theta), S ~ Exp(mu) independent.
+
+    P(Exp(theta) + Exp(mu) > t) = e^{-mu t} [1 + mu t g(delta t)], delta = theta - mu,
+    g(x) = (1 - e^{-x}) / x (g(0) = 1, i.e. the Erlang-2 case theta == mu); expm1 keeps it exact
+    when theta is close to mu.
+    """
+    x = (theta - mu) * t
+    g = 1.0 if x == 0.0 else -math.expm1(-x) / x
+    e = math.exp(-mu * t)
+    return (1.0 - p_wait) * e + p_wait * e * (1.0 + mu * t * g)
+
+
+def mmc_response_survival(arrival_rate, service_rate, servers, t) -> float:
+    """P(T > t) for the FCFS M/M/c response time (wait + service); t in seconds (>= 0).
+
+    Exact: the wait is 0 with probability 1 - C and Exponential(c mu - lambda) otherwise,
+    independent of the Exponential(mu) service; the case c mu - lambda == mu is handled.
+    """
+    lam, mu, c, _ = _mmc_args(arrival_rate, service_rate, servers)
+    t = _nonnegative("t", t)
+    p_wait = _c_from_b(_erlang_b_from(lam / mu, c), lam / mu, c)
+    return _response_survival(t, mu, c * mu - lam, p_wait)
+
+
+def mmc_response_quantile(arrival_rate, service_rate, servers, q) -> float:
+    """q-quantile of the FCFS M/M/c response time (wait + service), in seconds.
+
+    Found by numeric inversion (Brent) of the exact response-time distribution (see
+    mmc_response_survival); q in (0, 1). For c = 1 this is -ln(1-q)/(mu - lambda).
+    """
+    lam, mu, c, _ = _mmc_args(arrival_rate, service_rate, servers)
+    q = _open_probability("q", q)
+    p_wait = _c_from_b(_erlang_b_from(lam / mu, c), lam / mu, c)
+    theta = c * mu - lam
+    target = 1.0 - q
+
+    def f(t: float) -> float:
+        return _response_survival(t, mu, theta, p_wait) - target
+
+    # Start at the exponential-tail scale and double until the survival is below the target.
+    hi = -math.log(target) / min(mu, theta)
+    while f(hi) > 0:
+        hi *= 2.0
+    return optimize.brentq(f, 0.0, hi, xtol=1e-14 * hi, rtol=1e-14, maxiter=500)
+
+
+# --------------------------------------------------------------------------------------------
+# Staffing
+# --------------------------------------------------------------------------------------------
+
+def _staff(arrival_rate, service_rate, accept) -> int:
+    lam = _positive("arrival_rate", arrival_rate)
+    mu = _positive("service_rate", service_rate)
+    a = lam / mu
+    for c, b in _erlang_b_sequence(a, math.floor(a) + 1):
+        if c <= a:  # guard against floating-point ties at an integer load
+            continue
+        if accept(c, _c_from_b(b, a, c), lam, mu):
+            return c
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def servers_for_wait_probability(arrival_rate, service_rate, target) -> int:
+    """Least number of servers c with Erlang C P(wait) <= target (target in (0, 1)).
+
+    Rates in requests/s. Always at least floor(lambda/mu) + 1 (a stable queue).
+    """
+    target = _open_probability("target", target)
+    return _staff(arrival_rate, service_rate, lambda c, pw, lam, mu: pw <= target)
+
+
+def servers_for_mean_wait(arrival_rate, service_rate, target_wait) -> int:
+    """Least number of servers c whose M/M/c mean wait in queue is <= target_wait (seconds, > 0)."""
+    target_wait = _positive("target_wait", target_wait)
+    return _staff(arrival_rate, service_rate,
+                  lambda c, pw, lam, mu: pw / (c * mu - lam) <= target_wait)
+
+
+def servers_for_wait_exceeding(arrival_rate, service_rate, t, target_prob) -> int:
+    """Least number of servers c with P(W > t) <= target_prob in the M/M/c queue.
+
+    t in seconds (>= 0), target_prob in (0, 1). P(W > t) = C exp(-(c mu - lambda) t).
+    """
+    t = _nonnegative("t", t)
+    target_prob = _open_probability("target_prob", target_prob)
+    return _staff(arrival_rate, service_rate,
+                  lambda c, pw, lam, mu: pw * math.exp(-(c * mu - lam) * t) <= target_prob)
+
+
+def square_root_staffing(offered_load, beta) -> int:
+    """Square-root staffing: c = ceil(R + beta sqrt(R)) servers for an offered load R (Erlangs).
+
+    beta >= 0 is the quality-of-service parameter (see halfin_whitt_beta); beta = 0 gives the
+    critically loaded ceil(R). A 1e-9 tolerance stops float noise from adding a server.
+    """
+    r = _positive("offered_load", offered_load)
+    beta = _nonnegative("beta", beta)
+    return max(1, math.ceil(r + beta * math.sqrt(r) - 1e-9))
+
+
+def halfin_whitt_alpha(beta) -> float:
+    """Halfin-Whitt limiting probability of wait alpha(beta) = [1 + beta Phi(beta)/phi(beta)]^-1.
+
+    The limit of Erlang C when c = R + beta sqrt(R) and R -> infinity (beta > 0).
+    """
+    beta = _positive("beta", beta)
+    return _hw_alpha(beta)
+
+
+def _hw_alpha(beta: float) -> float:
+    ratio = math.exp(stats.norm.logcdf(beta) - stats.norm.logpdf(beta))
+    return 1.0 / (1.0 + beta * ratio)
+
+
+def halfin_whitt_beta(p_wait) -> float:
+    """The Halfin-Whitt beta giving a target probability of wait p_wait in (0, 1).
+
+    Solves alpha = [1 + beta Phi(beta)/phi(beta)]^-1 for beta > 0; use with
+    square_root_staffing(R, beta) for large pools (Halfin & Whitt 1981).
+    """
+    p = _open_probability("p_wait", p_wait)
+    target = math.log(p)
+
+    def f(b: float) -> float:
+        return math.log(_hw_alpha(b)) - target
+
+    hi = 1.0
+    while f(hi) > 0:
+        hi *= 2.0
+    return optimize.brentq(f, 0.0, hi, xtol=1e-14, rtol=1e-14)   # alpha(0) = 1 > p_wait
+
+
+# --------------------------------------------------------------------------------------------
+# M/G/1, Kingman, priorities
+# --------------------------------------------------------------------------------------------
+
+def mg1_mean_wait(arrival_rate, mean_service, service_scv) -> float:
+    """Pollaczek-Khinchine mean wait in queue of the M/G/1 queue, in seconds.
+
+    arrival_rate in requests/s, mean_service E[S] in seconds, service_scv = Var(S)/E[S]^2 >= 0.
+    W = rho E[S] (1 + scv) / (2 (1 - rho)), rho = lambda E[S] < 1.
+    (scv = 1: M/M/1; scv = 0: M/D/1, half the M/M/1 wait.)
+    """
+    lam = _positive("arrival_rate", arrival_rate)
+    es = _positive("mean_service", mean_service)
+    scv = _nonnegative("service_scv", service_scv)
+    rho = _stable(lam, 1.0 / es, 1)
+    return rho * es * (1.0 + scv) / (2.0 * (1.0 - rho))
+
+
+def mg1_metrics(arrival_rate, mean_service, service_scv) -> dict:
+    """M/G/1 metrics (same keys as mmc_metrics): utilisation, p_wait (= rho by PASTA),
+    mean_wait and mean_response (s), mean_queue_length and mean_in_system (requests)."""
+    w = mg1_mean_wait(arrival_rate, mean_service, service_scv)
+    lam, es = float(arrival_rate), float(mean_service)
+    rho = lam * es
+    return dict(utilisation=rho, p_wait=rho, mean_wait=w, mean_response=w + es,
+                mean_queue_length=lam * w, mean_in_system=lam * (w + es))
+
+
+def kingman_wait(arrival_rate, service_rate, arrival_scv, service_scv) -> float:
+    """Kingman's G/G/1 approximation of the mean wait in queue, in seconds.
+
+    W ~ rho/(1 - rho) * (ca^2 + cs^2)/2 * E[S], with rates in requests/s and the squared
+    coefficients of variation ca^2 (inter-arrival) and cs^2 (service) >= 0. Exact for M/M/1
+    (ca^2 = cs^2 = 1) and for M/G/1 (ca^2 = 1).
+    """
+    lam = _positive("arrival_rate", arrival_rate)
+    mu = _positive("service_rate", service_rate)
+    ca2 = _nonnegative("arrival_scv", arrival_scv)
+    cs2 = _nonnegative("service_scv", service_scv)
+    rho = _stable(lam, mu, 1)
+    return rho / (1.0 - rho) * (ca2 + cs2) / 2.0 / mu
+
+
+def _priority_args(arrival_rates, service_rate):
+    lam = _vector("arrival_rates", arrival_rates)
+    for i, v in enumerate(lam):
+        if v <= 0:
+            raise ValueError(f"arrival_rates[{i}] must be > 0, got {v!r}")
+    mu = _vector("service_rate", service_rate, length=lam.size)
+    for i, v in enumerate(mu):
+        if v <= 0:
+            raise ValueError(f"service_rate[{i}] must be > 0, got {v!r}" if np.ndim(service_rate)
+                             else f"service_rate must be > 0, got {service_rate!r}")
+    rho = lam / mu
+    total = float(rho.sum())
+    if total >= 1.0:
+        raise ValueError(f"utilisation sum(arrival_rates/service_rate) = {total:.6g} >= 1: "
+                         "the priority queue has no steady state")
+    sigma = np.cumsum(rho)                       # sigma_k = rho_1 + ... + rho_k
+    sigma_prev = np.concatenate(([0.0], sigma[:-1]))
+    second_moment_half = lam / mu**2             # lambda_i E[S_i^2] / 2 with E[S^2] = 2/mu^2
+    return lam, mu, sigma, sigma_prev, second_moment_half
+
+
+def mm1_priority_response_times(arrival_rates, service_rate, preemptive=False) -> list[float]:
+    """Mean response time (wait + own service, seconds) per class of a single-server priority queue.
+
+    Poisson arrivals per class (arrival_rates in requests/s, class 0 highest priority),
+    exponential service (service_rate: one rate, or one per class), FCFS within a class.
+    Non-preemptive: Cobham's formula W_k = W0 / ((1 - s_{k-1})(1 - s_k)) plus 1/mu_k, with
+    W0 = sum_i lambda_i E[S_i^2]/2 and s_k the load of classes 0..k. Preemptive-resume:
+    T_k = (1/mu_k)/(1 - s_{k-1}) + R_k / ((1 - s_{k-1})(1 - s_k)),
+    R_k = sum_{i<=k} lambda_i E[S_i^2]/2
+    (lower classes are invisible to class k).
+    """
+    lam, mu, sigma, sigma_prev, m2 = _priority_args(arrival_rates, service_rate)
+    denom = (1.0 - sigma_prev) * (1.0 - sigma)
+    if preemptive:
+        t = (1.0 / mu) / (1.0 - sigma_prev) + np.cumsum(m2) / denom
+    else:
+        t = m2.sum() / denom + 1.0 / mu
+    return [float(x) for x in t]
+
+
+def mm1_priority_waits(arrival_rates, service_rate, preemptive=False) -> list[float]:
+    """Mean wait per class (seconds) of a single-server priority queue, class 0 highest.
+
+    Returns mean response minus the class's own mean service time 1/mu_k. Non-preemptive:
+    Cobham's mean wait in queue. Preemptive-resume: the mean extra delay (waiting before service
+    plus time spent preempted), T_k - 1/mu_k. See mm1_priority_response_times for the formulas.
+    """
+    t = mm1_priority_response_times(arrival_rates, service_rate, preemptive=preemptive)
+    mu = _vector("service_rate", service_rate, length=len(t))
+    return [float(x - 1.0 / m) for x, m in zip(t, mu)]
+
+
+# --------------------------------------------------------------------------------------------
+# Open Jackson networks
+# --------------------------------------------------------------------------------------------
+
+def _routing(routing, n: int) -> np.ndarray:
+    try:
+        p = np.asarray(routing, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"routing must be a square matrix of numbers, got {routing!r}") from None
+    if p.ndim != 2 or p.shape[0] != p.shape[1]:
+        raise ValueError(f"routing must be a square matrix, got shape {p.shape}")
+    if p.shape[0] != n:
+        raise ValueError(f"routing is {p.shape[0]}x{p.shape[1]} but there are {n} nodes "
+                         "(length of external_rates)")
+    if not np.all(np.isfinite(p)):
+        i, j = np.argwhere(~np.isfinite(p))[0]
+        raise ValueError(f"routing[{i}][{j}] must be finite, got {p[i, j]!r}")
+    if np.any(p < 0):
+        i, j = np.argwhere(p < 0)[0]
+        raise ValueError(f"routing[{i}][{j}] must be >= 0, got {p[i, j]!r}")
+    rows = p.sum(axis=1)
+    if np.any(rows > 1.0 + 1e-9):
+        i = int(np.argmax(rows))
+        raise ValueError(f"routing row {i} sums to {rows[i]:.6g} > 1 (routing probabilities "
+                         "out of a node must sum to at most 1; the rest leaves the network)")
+    radius = float(np.max(np.abs(np.linalg.eigvals(p)))) if n else 0.0
+    if radius >= 1.0 - 1e-9:
+        raise ValueError(f"routing has spectral radius {radius:.6g} >= 1: some requests can never "
+                         "leave the network, so the traffic equations have no solution")
+    return p
+
+
+def jackson_traffic(external_rates, routing) -> np.ndarray:
+    """Total arrival rate at each node of an open network (requests/s).
+
+    Solves the traffic equations lambda = gamma + P^T lambda, i.e. (I - P^T) lambda = gamma, for
+    external_rates gamma (>= 0, not all zero) and routing[i][j] = probability that a request
+    leaving node i goes to node j (rows sum to at most 1; the rest leaves).
+    """
+    gamma = _vector("external_rates", external_rates)
+    for i, v in enumerate(gamma):
+        if v < 0:
+            raise ValueError(f"external_rates[{i}] must be >= 0, got {v!r}")
+    if gamma.sum() <= 0:
+        raise ValueError(f"external_rates must not all be zero, got {list(gamma)!r}")
+    p = _routing(routing, gamma.size)
+    lam = np.linalg.solve(np.eye(gamma.size) - p.T, gamma)
+    return np.clip(lam, 0.0, None)   # remove -0.0 / round-off below zero
+
+
+def jackson_network(external_rates, service_rates, servers, routing, names=None) -> pd.DataFrame:
+    """Per-node steady-state metrics of an open Jackson network of M/M/c nodes.
+
+    external_rates (requests/s, >= 0), service_rates (per server, requests/s; one value or one
+    per node), servers (one integer or one per node), routing (square matrix, see
+    jackson_traffic), names (node names; default node0, node1, ...). Returns a DataFrame indexed
+    by node name with arrival_rate, visits (mean visits per external request), utilisation,
+    p_wait, mean_wait, mean_response (s, per visit), mean_queue_length, mean_in_system; network
+    totals (see jackson_totals) are in ``df.attrs["totals"]``. Raises ValueError naming the node
+    whose utilisation is >= 1.
+    """
+    gamma_vec = _vector("external_rates", external_rates)
+    n = gamma_vec.size
+    lam = jackson_traffic(external_rates, routing)
+    mu = _vector("service_rates", service_rates, length=n)
+    for i, v in enumerate(mu):
+        if v <= 0:
+            raise ValueError(f"service_rates[{i}] must be > 0, got {v!r}")
+    if np.ndim(servers) == 0:
+        c = [_integer("servers", servers)] * n
+    else:
+        if isinstance(servers, (str, bytes)) or len(servers) != n:
+            raise ValueError(f"servers must be one integer or {n} integers (one per node), "
+                             f"got {servers!r}")
+        c = [_integer(f"servers[{i}]", s) for i, s in enumerate(servers)]
+    if names is None:
+        names = [f"node{i}" for i in range(n)]
+    else:
+        if isinstance(names, (str, bytes)):
+            raise ValueError(f"names must be a sequence of {n} node names, got {names!r}")
+        names = list(names)
+        if len(names) != n:
+            raise ValueError(f"names has length {len(names)}, expected {n} (one per node)")
+        if len(set(names)) != n:
+            raise ValueError(f"names must be unique, got {names!r}")
+    rows = []
+    for i in range(n):
+        rho = lam[i] / (c[i] * mu[i])
+        if rho >= 1.0:
+            raise ValueError(f"utilisation of node {names[i]!r} = {rho:.6g} >= 1 "
+                             f"(arrival_rate={lam[i]:.6g} from the traffic equations, "
+                             f"service_rate={mu[i]:g}, servers={c[i]}): no steady state")
+        rows.append(_mmc_dict(float(lam[i]), float(mu[i]), c[i]))
+    df = pd.DataFrame(rows, index=pd.Index(names, name="node"))
+    total_external = float(gamma_vec.sum())
+    df.insert(0, "arrival_rate", lam)
+    df.insert(1, "visits", lam / total_external)
+    df.insert(2, "servers", c)
+    total_l = float(df["mean_in_system"].sum())
+    df.attrs["totals"] = dict(total_L=total_l, mean_response=total_l / total_external,
+                              throughput=total_external)
+    return df
+
+
+def jackson_totals(external_rates, service_rates, servers, routing, names=None) -> dict:
+    """End-to-end totals of an open Jackson network (same arguments as jackson_network).
+
+    Returns dict(total_L: mean requests in the network, mean_response: end-to-end mean response
+    time in seconds via Little's law total_L / throughput, throughput: sum of external rates in
+    requests/s).
+    """
+    df = jackson_network(external_rates, service_rates, servers, routing, names)
+    return dict(df.attrs["totals"])
+
+
+# --------------------------------------------------------------------------------------------
+# Little's law
+# --------------------------------------------------------------------------------------------
+
+def littles_law(L=None, arrival_rate=None, W=None) -> float:
+    """Little's law L = arrival_rate * W: give exactly two of L (requests), arrival_rate
+    (requests/s), W (seconds) and get the third."""
+    given = {k: v for k, v in (("L", L), ("arrival_rate", arrival_rate), ("W", W)) if v is not None}
+    if len(given) != 2:
+        raise ValueError("littles_law needs exactly two of L, arrival_rate and W, got "
+                         f"{sorted(given) or 'none'}")
+    if L is None:
+        return _nonnegative("arrival_rate", arrival_rate) * _nonnegative("W", W)
+    L = _nonnegative("L", L)
+    if arrival_rate is None:
+        return L / _positive("W", W)
+    return L / _positive("arrival_rate", arrival_rate)
+
+
+# --------------------------------------------------------------------------------------------
+# Fan-out (fork-join) order statistics
+# --------------------------------------------------------------------------------------------
+
+def fanout_prob_slow(n, p) -> float:
+    """P(a request fanned out to n independent leaves meets at least one slow leaf) = 1-(1-p)^n.
+
+    n: leaves (integer >= 1); p: probability that one leaf is slow, in [0, 1].
+    """
+    n = _integer("n", n)
+    p = _closed_probability("p", p)
+    if p == 1.0:
+        return 1.0
+    return -math.expm1(n * math.log1p(-p))
+
+
+def fanout_max_quantile(dist, n, q) -> float:
+    """q-quantile of the max of n iid leaf latencies (seconds): F^-1(q^(1/n)).
+
+    dist: frozen scipy.stats distribution of one leaf's latency; n >= 1; q in (0, 1). Evaluated
+    through the upper tail (isf of 1 - q^(1/n), via expm1) so it stays accurate for large n.
+    """
+    dist = _dist("dist", dist)
+    n = _integer("n", n)
+    q = _open_probability("q", q)
+    return float(dist.isf(-math.expm1(math.log(q) / n)))
+
+
+def order_statistic_cdf(F, n, k):
+    """CDF of the k-th smallest of n iid values:
+    P(X_(k) <= x) = sum_{j=k}^{n} C(n,j) F^j (1-F)^(n-j).
+
+    F: the single-value CDF F(x) at the point(s) of interest (float or array in [0, 1]);
+    n >= 1; 1 <= k <= n (k = 1 fastest/min, k = n slowest/max). Evaluated as the regularised
+    incomplete beta I_F(k, n-k+1), equal to the binomial sum.
+    """
+    n = _integer("n", n)
+    k = _integer("k", k)
+    if k > n:
+        raise ValueError(f"k must be <= n (k={k}, n={n})")
+    arr = np.asarray(F, dtype=float)
+    if np.any(~np.isfinite(arr)) or np.any((arr < 0) | (arr > 1)):
+        raise ValueError(f"F must be CDF values in [0, 1], got {F!r}")
+    out = special.betainc(k, n - k + 1, arr)
+    return float(out) if out.ndim == 0 else out
+
+
+def fanout_max_mean_exponential(n, rate) -> float:
+    """Mean of the max of n iid Exponential(rate) latencies: H_n / rate seconds (H_n harmonic)."""
+    n = _integer("n", n)
+    rate = _positive("rate", rate)
+    if n <= 10_000:
+        h = math.fsum(1.0 / i for i in range(1, n + 1))
+    else:
+        h = float(special.digamma(n + 1) + np.euler_gamma)
+    return h / rate
+
+
+def kth_fastest_quantile(dist, n, k, q) -> float:
+    """q-quantile (seconds) of the k-th fastest of n iid leaf latencies (k = 1: the fastest,
+    k = n: the slowest; a quorum of k out of n waits for the k-th fastest).
+
+    dist: frozen scipy.stats distribution of one leaf; 1 <= k <= n; q in (0, 1). Exact: inverts
+    I_F(k, n-k+1) = q with the inverse incomplete beta function.
+    """
+    dist = _dist("dist", dist)
+    n = _integer("n", n)
+    k = _integer("k", k)
+    if k > n:
+        raise ValueError(f"k must be <= n (k={k}, n={n})")
+    q = _open_probability("q", q)
+    f = float(special.betaincinv(k, n - k + 1, q))
+    if f <= 0.5:
+        return float(dist.ppf(f))
+    upper = float(special.betaincinv(n - k + 1, k, 1.0 - q))   # = 1 - f, accurate near f -> 1
+    return float(dist.isf(upper))
+
+
+# --------------------------------------------------------------------------------------------
+# Supermarket model (power-of-d choices), mean-field limit
+# --------------------------------------------------------------------------------------------
+
+def _supermarket_args(arrival_rate, d, service_rate) -> tuple[float, int, float]:
+    lam = _positive("arrival_rate", arrival_rate)
+    d = _integer("d", d)
+    mu = _positive("service_rate", service_rate)
+    rho = lam / mu
+    if rho >= 1.0:
+        raise ValueError(f"utilisation arrival_rate/service_rate = {rho:.6g} >= 1: the "
+                         "supermarket model has no steady state")
+    return rho, d, mu
+
+
+def _supermarket_exponent(d: int, k: int) -> float:
+    """(d^k - 1)/(d - 1) (= k for d = 1) as a float, inf when it overflows."""
+    if d == 1:
+        return float(k)
+    e = (d**k - 1) // (d - 1)
+    try:
+        return float(e)
+    except OverflowError:
+        return math.inf
+
+
+def supermarket_tail(arrival_rate, d, k, service_rate=1.0) -> float:
+    """Fraction of queues holding at least k requests in the power-of-d supermarket model
+    (n -> infinity limit, Poisson arrivals at arrival_rate per queue, exponential service).
+
+    rho^((d^k - 1)/(d - 1)) for d >= 2 and rho^k for d = 1 (M/M/1), rho = arrival_rate /
+    service_rate < 1 (requests/s; Mitzenmacher 2001 uses service_rate = 1). k >= 0.
+    """
+    rho, d, _ = _supermarket_args(arrival_rate, d, service_rate)
+    k = _integer("k", k, minimum=0)
+    e = _supermarket_exponent(d, k)
+    return 0.0 if math.isinf(e) else rho**e
+
+
+def supermarket_mean_response(arrival_rate, d, service_rate=1.0) -> float:
+    """Mean response time (seconds) in the power-of-d supermarket model (n -> infinity limit).
+
+    T_d = (1/mu) sum_{i>=1} rho^((d^i - d)/(d - 1)) for d >= 2 (Mitzenmacher 2001,
+    Vvedenskaya et al. 1996), 1/(mu - lambda) for d = 1; rho = arrival_rate/service_rate < 1.
+    """
+    rho, d, mu = _supermarket_args(arrival_rate, d, service_rate)
+    if d == 1:
+        return 1.0 / (mu * (1.0 - rho))
+    total = 0.0
+    i = 1
+    while True:
+        e = _supermarket_exponent(d, i) - 1.0     # (d^i - d)/(d - 1)
+        term = 0.0 if math.isinf(e) else rho**e
+        total += term
+        if term <= 1e-17 * total:
+            break
+        i += 1
+    return total / mu
+
+
+# --------------------------------------------------------------------------------------------
+# Universal Scalability Law
+# --------------------------------------------------------------------------------------------
+
+def _usl(n, lam: float, sigma: float, kappa: float):
+    return lam * n / (1.0 + sigma * (n - 1.0) + kappa * n * (n - 1.0))
+
+
+def usl_throughput(n, lam, sigma, kappa):
+    """Universal Scalability Law throughput X(N) = lam N / (1 + sigma (N-1) + kappa N (N-1)).
+
+    n: concurrency (scalar or array, > 0); lam: throughput at N = 1 (requests/s, > 0);
+    sigma (contention) and kappa (coherency) >= 0. Returns requests/s (float or array).
+    """
+    lam = _positive("lam", lam)
+    sigma = _nonnegative("sigma", sigma)
+    kappa = _nonnegative("kappa", kappa)
+    arr = np.asarray(n, dtype=float)
+    if np.any(~np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(f"n (concurrency) must be > 0 and finite, got {n!r}")
+    out = _usl(arr, lam, sigma, kappa)
+    return float(out) if out.ndim == 0 else out
+
+
+@dataclass(frozen=True)
+class USLFit:
+    """Result of fit_usl: lam (requests/s at N = 1), sigma, kappa, peak_concurrency
+    sqrt((1 - sigma)/kappa) (inf when kappa == 0), peak_throughput (requests/s; for kappa == 0
+    the Amdahl ceiling lam/sigma, inf if sigma == 0 too) and r_squared of the fit."""
+
+    lam: float
+    sigma: float
+    kappa: float
+    peak_concurrency: float
+    peak_throughput: float
+    r_squared: float
+
+    def throughput(self, n):
+        """Fitted throughput (requests/s) at concurrency n."""
+        return usl_throughput(n, self.lam, self.sigma, self.kappa)
+
+
+def _usl_fit_result(lam: float, sigma: float, kappa: float, n: np.ndarray, x: np.ndarray) -> USLFit:
+    if kappa > 0:
+        peak_n = math.sqrt(max(1.0 - sigma, 0.0) / kappa)
+        peak_x = float(_usl(peak_n, lam, sigma, kappa)) if peak_n > 0 else 0.0
+    else:
+        peak_n = math.inf
+        peak_x = lam / sigma if sigma > 0 else math.inf
+    resid = x - _usl(n, lam, sigma, kappa)
+    ss_res = float(np.sum(resid**2))
+    ss_tot = float(np.sum((x - x.mean())**2))
+    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else (1.0 if ss_res == 0 else 0.0)
+    return USLFit(lam=lam, sigma=sigma, kappa=kappa, peak_concurrency=peak_n,
+                  peak_throughput=peak_x, r_squared=r2)
+
+
+def fit_usl(concurrency, throughput) -> USLFit:
+    """Fit the Universal Scalability Law to measured (concurrency, throughput) pairs.
+
+    Nonlinear least squares on throughput (scipy.optimize.least_squares, bounds lam > 0,
+    0 <= sigma <= 1, kappa >= 0), started from Gunther's linearised estimate and a few other
+    points; the best fit is returned as a USLFit. Needs at least 3 pairs of positive values.
+    """
+    n = _vector("concurrency", concurrency)
+    x = _vector("throughput", throughput)
+    if n.size != x.size:
+        raise ValueError(f"concurrency and throughput must have the same length "
+                         f"({n.size} != {x.size})")
+    if n.size < 3:
+        raise ValueError(f"fit_usl needs at least 3 (concurrency, throughput) points, got {n.size}")
+    for name, arr in (("concurrency", n), ("throughput", x)):
+        bad = np.flatnonzero(arr <= 0)
+        if bad.size:
+            raise ValueError(f"{name}[{bad[0]}] must be > 0, got {arr[bad[0]]!r}")
+    if np.unique(n).size < 3:
+        raise ValueError("concurrency needs at least 3 distinct values to identify lam, sigma "
+                         "and kappa")
+
+    # Starting point: lam from the lowest concurrency, then N/C(N) - 1 = sigma (N-1) + kappa N (N-1)
+    # solved by non-negative least squares (Gunther 2007, sec. 5.2).
+    i0 = int(np.argmin(n))
+    starts = []
+    for scale in (1.0, 1.25, 0.8, 2.0):
+        lam0 = scale * x[i0] / n[i0]
+        a = np.column_stack([n - 1.0, n * (n - 1.0)])
+        y = n * lam0 / x - 1.0
+        try:
+            (s0, k0), _ = optimize.nnls(a, y)
+        except (RuntimeError, ValueError):  # pragma: no cover - nnls fails only on degenerate input
+            s0, k0 = 0.01, 1e-4
+        starts.append((lam0, min(s0, 0.99), k0))
+    starts.append((x[i0] / n[i0], 0.05, 1e-4))
+
+    def residuals(p):
+        return _usl(n, p[0], p[1], p[2]) - x
+
+    def jac(p):
+        lam, s, k = p
+        den = 1.0 + s * (n - 1.0) + k * n * (n - 1.0)
+        base = n / den
+        return np.column_stack([base, -lam * base * (n - 1.0) / den,
+                                -lam * base * n * (n - 1.0) / den])
+
+    best = None
+    lower, upper = [1e-300, 0.0, 0.0], [np.inf, 1.0, np.inf]
+    for lam0, s0, k0 in starts:
+        x0 = np.clip([lam0, s0, k0], [1e-300, 0.0, 0.0], [np.inf, 1.0, np.inf])
+        res = optimize.least_squares(residuals, x0, jac=jac, bounds=(lower, upper),
+                                     x_scale="jac", ftol=1e-15, xtol=1e-15, gtol=1e-15,
+                                     max_nfev=2000)
+        if best is None or res.cost < best.cost:
+            best = res
+    lam, sigma, kappa = (float(v) for v in best.x)
+    if kappa * float(n.max())**2 < 1e-12:
+        kappa = 0.0   # at its bound: the coherency term is below round-off at every measured N
+    return _usl_fit_result(lam, sigma, kappa, n, x)
