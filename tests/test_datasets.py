@@ -1,0 +1,293 @@
+"""Dataset registry, local lookup with sha256 verification, and download (no network: the opener is faked)."""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import urllib.error
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis import datasets, paths
+from conftest import SHARED_DATA, requires_real_data
+
+README = paths.DATA / "README.md"
+FAKE_BYTES = b"timestamp,value\n2014-01-01 00:00:00,1.5\n2014-01-01 00:05:00,2.5\n"
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def no_data_env(monkeypatch, tmp_path):
+    """No KIT_DATA_DIR and an empty data/external, as on a fresh clone without network."""
+    monkeypatch.delenv(paths.DATA_ENV_VAR, raising=False)
+    empty = tmp_path / "empty-external"
+    empty.mkdir()
+    monkeypatch.setattr(paths, "DATA_EXTERNAL", empty)
+    return empty
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    """A registered dataset whose bytes are FAKE_BYTES, so fetch/locate run without the real data."""
+    ds = datasets.Dataset(
+        name="fake-trace", relpath="fake-source/sub/fake.csv", url="https://example.invalid/fake.csv",
+        sha256=_sha(FAKE_BYTES), license="MIT", citation="none", fmt="nab", interval="5min",
+        description="test file", units="1")
+    ds2 = datasets.Dataset(
+        name="fake-trace-2", relpath="fake-source/sub/fake2.csv", url="https://example.invalid/fake2.csv",
+        sha256=_sha(FAKE_BYTES + b"x"), license="MIT", citation="none", fmt="nab", interval="5min",
+        description="test file", units="1")
+    monkeypatch.setitem(datasets.REGISTRY, ds.name, ds)
+    monkeypatch.setitem(datasets.REGISTRY, ds2.name, ds2)
+    monkeypatch.setitem(datasets.NOTICES, "fake-source", "fake notice\n")
+    return ds
+
+
+class Opener:
+    """Stands in for urllib.request.urlopen: serves bytes per URL, counts calls."""
+
+    def __init__(self, content=None, error=None):
+        self.content = content or {}
+        self.error = error
+        self.calls: list[str] = []
+
+    def __call__(self, request, timeout=None):
+        url = request.full_url if hasattr(request, "full_url") else request
+        self.calls.append(url)
+        assert timeout is not None and timeout > 0
+        if self.error is not None:
+            raise self.error
+        return io.BytesIO(self.content[url])
+
+
+# ------------------------------------------------------------------------------------------------ registry
+def test_registry_entries_are_complete():
+    assert len(datasets.REGISTRY) == 5 + 32 + 2
+    for name, ds in datasets.REGISTRY.items():
+        assert name == ds.name
+        assert re.fullmatch(r"[0-9a-f]{64}", ds.sha256), name
+        assert ds.fmt in ("msft", "nab") and ds.kind in ("trace", "labels", "windows")
+        assert ds.source in datasets.SOURCES and ds.source in datasets.NOTICES
+        commit = datasets.SOURCES[ds.source][1]
+        assert ds.url.startswith("https://raw.githubusercontent.com/") and f"/{commit}/" in ds.url
+        assert ds.url.endswith(ds.relpath.split("/", 1)[1])
+        assert ds.license.startswith("MIT") and ds.citation and ds.description
+        if ds.kind == "trace":
+            assert ds.interval == "irregular" or ds.step > pd.Timedelta(0)
+    assert len({d.relpath for d in datasets.REGISTRY.values()}) == len(datasets.REGISTRY)
+    for expected in ("ecommerce-api-rps", "mongodb-app-rps", "dependency-latency-01", "dependency-latency-03",
+                     "nab-nyc-taxi", "nab-twitter-amzn", "nab-ec2-cpu-24ae8d", "nab-labels", "nab-windows"):
+        assert expected in datasets.REGISTRY
+    assert datasets.get("ecommerce-api-rps").units == "requests/s"
+
+
+def test_unknown_name_lists_valid_names():
+    with pytest.raises(ValueError, match=r"unknown dataset 'nope'.*ecommerce-api-rps"):
+        datasets.get("nope")
+
+
+def _source_md(folder: Path) -> tuple[dict[str, str], list[str]]:
+    """sha256 per relpath (under the source folder) and the download URL patterns of one SOURCE.md."""
+    text = (folder / "SOURCE.md").read_text(encoding="utf-8")
+    sums = {}
+    for line in text.splitlines():
+        m = re.fullmatch(r"([0-9a-f]{64})\s+(\S+)", line.strip())
+        if m:
+            sums[f"{folder.name}/{m.group(2)}"] = m.group(1)
+    patterns = re.findall(r"`(https://raw\.githubusercontent\.com/[^`]*<path>)`", text)
+    return sums, patterns
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="shared/data (with its SOURCE.md files) is absent")
+def test_registry_matches_source_md():
+    by_relpath = {d.relpath: d for d in datasets.REGISTRY.values()}
+    folders = sorted(p.parent for p in SHARED_DATA.glob("*/SOURCE.md"))
+    assert folders, "no SOURCE.md found"
+    seen = set()
+    for folder in folders:
+        sums, patterns = _source_md(folder)
+        assert sums and len(patterns) == 1, folder
+        prefix = patterns[0].split("<path>")[0]
+        for relpath, sha in sums.items():
+            assert relpath in by_relpath, f"{relpath} listed in {folder}/SOURCE.md but not registered"
+            ds = by_relpath[relpath]
+            assert ds.sha256 == sha, relpath
+            assert ds.url.startswith(prefix), (ds.url, prefix)
+            seen.add(relpath)
+    assert seen == set(by_relpath), "registered files missing from SOURCE.md"
+
+
+def test_readme_lists_every_dataset():
+    text = README.read_text(encoding="utf-8")
+    for ds in datasets.REGISTRY.values():
+        assert f"`{ds.name}`" in text and ds.sha256 in text, ds.name
+    for phrase in ("make data", "KIT_DATA_DIR", "Copyright (c) Microsoft Corporation",
+                   "Copyright 2014-2024 Numenta Inc.", "10.1016/j.neucom.2017.04.070", "SHA256SUMS"):
+        assert phrase in text
+
+
+# ------------------------------------------------------------------------------------------------ locate
+def test_locate_without_root_or_file_returns_none(no_data_env, tmp_path):
+    assert paths.data_root("") is None
+    assert datasets.locate("ecommerce-api-rps") is None
+    other = tmp_path / "other-root"
+    other.mkdir()
+    assert datasets.locate("ecommerce-api-rps", data_dir=other) is None
+    with pytest.raises(ValueError, match="no such directory"):
+        datasets.locate("ecommerce-api-rps", data_dir=tmp_path / "missing")
+
+
+def _put(root: Path, ds: datasets.Dataset, data: bytes) -> Path:
+    path = root / ds.relpath
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_locate_verifies_and_caches(fake, tmp_path, monkeypatch):
+    path = _put(tmp_path, fake, FAKE_BYTES)
+    calls = []
+    real_sha256 = hashlib.sha256
+
+    def counting(*args):
+        calls.append(1)
+        return real_sha256(*args)
+
+    monkeypatch.setattr(datasets.hashlib, "sha256", counting)
+    assert datasets.locate(fake.name, data_dir=tmp_path).resolve() == path.resolve()
+    n = len(calls)
+    for _ in range(5):
+        datasets.locate(fake.name, data_dir=tmp_path)
+    assert len(calls) == n, "verification is cached per (path, size, mtime)"
+
+    # same size, different content and mtime: the cache must not hide the corruption
+    corrupt = FAKE_BYTES.replace(b"1.5", b"9.5")
+    path.write_bytes(corrupt)
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10_000_000))
+    with pytest.raises(ValueError) as info:
+        datasets.locate(fake.name, data_dir=tmp_path)
+    msg = str(info.value)
+    assert "fake.csv" in msg and fake.sha256 in msg and _sha(corrupt) in msg
+
+
+@requires_real_data
+def test_locate_every_real_file():
+    for name, ds in datasets.REGISTRY.items():
+        path = datasets.locate(name, data_dir=SHARED_DATA)
+        assert path is not None and path.name == ds.filename, name
+
+
+# ------------------------------------------------------------------------------------------------ fetch
+def test_fetch_downloads_verifies_and_is_idempotent(fake, no_data_env, tmp_path, monkeypatch):
+    opener = Opener({fake.url: FAKE_BYTES})
+    monkeypatch.setattr(datasets, "_urlopen", opener)
+    dest = tmp_path / "external"
+    table = datasets.fetch([fake.name], dest=dest)
+    assert list(table.columns) == ["name", "status", "path"]
+    assert table.loc[0, "status"] == "downloaded"
+    target = dest / fake.relpath
+    assert Path(table.loc[0, "path"]) == target and target.read_bytes() == FAKE_BYTES
+    assert (dest / "fake-source" / "LICENSE").read_text() == "fake notice\n"
+    assert not [p for p in target.parent.iterdir() if p.name.endswith(".part")]
+    assert opener.calls == [fake.url]
+
+    again = datasets.fetch([fake.name], dest=dest)
+    assert again.loc[0, "status"] == "present" and opener.calls == [fake.url]
+    # the downloaded folder is a data root for locate
+    assert datasets.locate(fake.name, data_dir=dest) is not None
+
+
+def test_fetch_checksum_mismatch_keeps_no_file(fake, no_data_env, tmp_path, monkeypatch):
+    bad = FAKE_BYTES.replace(b"2.5", b"2.6")
+    monkeypatch.setattr(datasets, "_urlopen", Opener({fake.url: bad}))
+    dest = tmp_path / "external"
+    with pytest.raises(ValueError) as info:
+        datasets.fetch([fake.name], dest=dest)
+    msg = str(info.value)
+    assert "fake-trace" in msg and fake.sha256 in msg and _sha(bad) in msg
+    assert not (dest / fake.relpath).exists()
+    assert [p for p in dest.rglob("*")] == [], "the bad download, its temp file or empty folders were kept"
+
+
+def test_fetch_replaces_a_corrupt_existing_file(fake, no_data_env, tmp_path, monkeypatch):
+    dest = tmp_path / "external"
+    _put(dest, fake, b"truncated")
+    monkeypatch.setattr(datasets, "_urlopen", Opener({fake.url: FAKE_BYTES}))
+    table = datasets.fetch([fake.name], dest=dest)
+    assert table.loc[0, "status"].startswith("downloaded (replaced")
+    assert (dest / fake.relpath).read_bytes() == FAKE_BYTES
+
+
+def test_fetch_uses_verified_kit_data_dir_copy(fake, tmp_path, monkeypatch):
+    root = tmp_path / "kit-data"
+    _put(root, fake, FAKE_BYTES)
+    monkeypatch.setenv(paths.DATA_ENV_VAR, str(root))
+    opener = Opener(error=AssertionError("must not download"))
+    monkeypatch.setattr(datasets, "_urlopen", opener)
+    dest = tmp_path / "external"
+    table = datasets.fetch([fake.name], dest=dest)
+    assert table.loc[0, "status"] == "present (KIT_DATA_DIR)"
+    assert Path(table.loc[0, "path"]) == root / fake.relpath
+    assert opener.calls == [] and not dest.exists()
+
+
+def test_fetch_network_failure_best_effort(fake, no_data_env, tmp_path, monkeypatch, capsys):
+    opener = Opener(error=urllib.error.URLError("Temporary failure in name resolution"))
+    monkeypatch.setattr(datasets, "_urlopen", opener)
+    dest = tmp_path / "external"
+    table = datasets.fetch([fake.name, "fake-trace-2"], dest=dest, best_effort=True, timeout=1)
+    assert table["status"].str.startswith("unavailable: ").all()
+    assert "name resolution" in table.loc[0, "status"]
+    assert "skipped after network failure" in table.loc[1, "status"]
+    assert len(opener.calls) == 1, "after a network failure the other files must not each wait for a timeout"
+    err = capsys.readouterr().err
+    assert "NOTICE" in err and "synthetic default" in err
+    assert not (dest / fake.relpath).exists()
+    assert [p for p in dest.rglob("*")] == [], "a failed download left files or empty folders behind"
+
+
+def test_fetch_network_failure_strict_raises(fake, no_data_env, tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "_urlopen", Opener(error=urllib.error.HTTPError(
+        fake.url, 404, "Not Found", {}, None)))
+    with pytest.raises(datasets.DownloadError, match="fake-trace.*HTTP 404"):
+        datasets.fetch([fake.name], dest=tmp_path / "external")
+
+
+def test_fetch_rejects_bad_arguments_before_downloading(monkeypatch, tmp_path):
+    opener = Opener(error=AssertionError("must not download"))
+    monkeypatch.setattr(datasets, "_urlopen", opener)
+    with pytest.raises(ValueError, match="unknown dataset 'no-such'"):
+        datasets.fetch(["ecommerce-api-rps", "no-such"], dest=tmp_path)
+    with pytest.raises(ValueError, match="timeout"):
+        datasets.fetch(["ecommerce-api-rps"], dest=tmp_path, timeout=0)
+    assert opener.calls == []
+
+
+@requires_real_data
+def test_fetch_real_files_from_served_bytes(no_data_env, tmp_path, monkeypatch):
+    """Serve the shared copy's bytes at the registry URLs: the result must be byte-identical and verified."""
+    names = ["ecommerce-api-rps", "nab-nyc-taxi", "nab-labels"]
+    content = {datasets.REGISTRY[n].url: (SHARED_DATA / datasets.REGISTRY[n].relpath).read_bytes() for n in names}
+    monkeypatch.setattr(datasets, "_urlopen", Opener(content))
+    dest = tmp_path / "external"
+    table = datasets.fetch(names, dest=dest)
+    assert (table["status"] == "downloaded").all()
+    for n in names:
+        ds = datasets.REGISTRY[n]
+        assert (dest / ds.relpath).read_bytes() == (SHARED_DATA / ds.relpath).read_bytes()
+        assert datasets.locate(n, data_dir=dest) is not None
+    assert "Microsoft Corporation" in (dest / "msft-cloud-monitoring" / "LICENSE").read_text()
+    assert "Numenta" in (dest / "nab" / "LICENSE").read_text()
+
+
+def test_loading_code_never_unpickles_or_evaluates():
+    for module in ("datasets.py", "workloads.py"):
+        source = (paths.ROOT / "analysis" / module).read_text(encoding="utf-8")
+        assert not re.search(r"import pickle|pickle\.|read_pickle|allow_pickle|\beval\(|\bexec\(|literal_eval", source), module
