@@ -1,0 +1,517 @@
+"""House style for figures, and saving them with their provenance, atomically and byte-stable.
+
+In a notebook::
+
+    from analysis import figures
+    figures.use_house_style()
+    out = figures.NotebookOutputs("00_foundations.ipynb", parameters={"quick": quick, "seed": seed},
+                                  seed=seed, data_source="synthetic default (no real data found)")
+    fig, ax = figures.subplots()                      # 3.5 in wide: one report column
+    ax.plot(rho, response)
+    figures.label_axes(ax, x="Utilisation ρ", x_unit="", y="Mean response", y_unit="s")
+    out.save(fig, "fig-00-knee", "Mean response time of M/M/1 against utilisation.")
+    out.write_results({"knee_utilisation": 0.8})
+
+``save`` writes ``<id>.png`` (200 dpi) and ``<id>.svg`` into :func:`analysis.paths.figures_dir`, records
+provenance in ``index.json`` there and regenerates the gallery ``README.md``. No timestamps are recorded,
+so saving the same figure from the same inputs twice leaves every file byte-identical.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import textwrap
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+from cycler import cycler
+from matplotlib.figure import Figure
+
+from analysis import paths
+from analysis.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from analysis.provenance import (git_info, package_versions, portable_path, sha256_bytes, sha256_file,
+                                 to_jsonable)
+
+__all__ = [
+    "PALETTE", "SINGLE_COLUMN", "FULL_WIDTH", "PNG_DPI", "FIG_ID_PATTERN", "INDEX_NAME", "GALLERY_NAME",
+    "use_house_style", "subplots", "label_axes", "NotebookOutputs", "load_index", "render_gallery",
+]
+
+SINGLE_COLUMN = 3.5  #: width of one report column, inches
+FULL_WIDTH = 7.0  #: width of a full report page, inches
+PNG_DPI = 200  #: resolution of saved PNGs, dots per inch
+MIN_FONT_PT = 8  #: smallest font size used anywhere, points
+SVG_HASH_SALT = "cloud-scalability-kit"  #: fixed salt so SVG element ids are the same on every run
+FIG_ID_PATTERN = re.compile(r"^fig-(\d\d)-[a-z0-9-]+$")
+NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_[A-Za-z0-9_.-]*\.ipynb$")
+INDEX_NAME = "index.json"
+GALLERY_NAME = "README.md"
+FOOTER_GID = "kit-footer"
+
+
+class _Palette(tuple):
+    """Okabe-Ito colours: index by position (``PALETTE[0]``), by name (``PALETTE["blue"]``) or attribute."""
+
+    _names: tuple[str, ...] = ()
+
+    def __new__(cls, named: Mapping[str, str]):
+        self = super().__new__(cls, named.values())
+        self._names = tuple(named)
+        return self
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            try:
+                return tuple.__getitem__(self, self._names.index(key))
+            except ValueError:
+                raise KeyError(f"no colour {key!r} in PALETTE; names: {', '.join(self._names)}") from None
+        return tuple.__getitem__(self, key)
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self[name]
+        except KeyError as exc:
+            raise AttributeError(str(exc)) from None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self._names
+
+    def as_dict(self) -> dict[str, str]:
+        return dict(zip(self._names, self))
+
+
+#: Okabe & Ito (2008) colour-blind-safe palette, in the order used by the colour cycle
+#: (yellow late because it is faint on white; black last).
+PALETTE = _Palette({
+    "blue": "#0072B2",
+    "orange": "#E69F00",
+    "green": "#009E73",
+    "vermillion": "#D55E00",
+    "purple": "#CC79A7",
+    "sky": "#56B4E9",
+    "yellow": "#F0E442",
+    "black": "#000000",
+})
+
+HOUSE_RC: dict[str, Any] = {
+    "figure.figsize": (SINGLE_COLUMN, 2.6),
+    "figure.dpi": 110,
+    "figure.constrained_layout.use": True,
+    "figure.facecolor": "white",
+    "savefig.facecolor": "white",
+    "savefig.dpi": PNG_DPI,
+    "font.family": "sans-serif",
+    "font.sans-serif": ["DejaVu Sans"],  # ships with matplotlib: same glyphs on every machine
+    "mathtext.fontset": "dejavusans",
+    "font.size": 9,
+    "axes.titlesize": 9,
+    "axes.labelsize": 9,
+    "xtick.labelsize": MIN_FONT_PT,
+    "ytick.labelsize": MIN_FONT_PT,
+    "legend.fontsize": MIN_FONT_PT,
+    "legend.title_fontsize": MIN_FONT_PT,
+    "figure.titlesize": 10,
+    "axes.prop_cycle": cycler(color=list(PALETTE)),
+    "axes.grid": True,
+    "grid.alpha": 0.35,
+    "grid.linewidth": 0.6,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.linewidth": 0.8,
+    "lines.linewidth": 1.6,
+    "lines.markersize": 4,
+    "legend.frameon": False,
+    "image.cmap": "cividis",  # perceptually uniform and colour-blind-safe
+    "svg.hashsalt": SVG_HASH_SALT,
+    "svg.fonttype": "path",
+}
+
+
+def use_house_style() -> None:
+    """Apply the kit's matplotlib style: one-column size, fonts >= 8 pt, Okabe-Ito cycle, grid, constrained layout."""
+    matplotlib.rcParams.update(HOUSE_RC)
+
+
+def _width_inches(width: str | float) -> float:
+    if isinstance(width, str):
+        choices = {"single": SINGLE_COLUMN, "column": SINGLE_COLUMN, "full": FULL_WIDTH}
+        if width not in choices:
+            raise ValueError(f"width={width!r}: use 'single', 'full' or a number of inches")
+        return choices[width]
+    width = float(width)
+    if not 0 < width <= 20:
+        raise ValueError(f"width={width}: expected inches in (0, 20]")
+    return width
+
+
+def subplots(nrows: int = 1, ncols: int = 1, *, width: str | float = "single", aspect: float = 0.75,
+             height: float | None = None, **kwargs):
+    """``plt.subplots`` sized for a report: ``width`` 'single' (3.5 in), 'full' (7 in) or inches.
+
+    ``height`` in inches defaults to ``aspect`` x the width of one panel, times the number of rows.
+    Uses constrained layout. Returns ``(fig, ax_or_axes)``.
+    """
+    import matplotlib.pyplot as plt
+
+    w = _width_inches(width)
+    if height is None:
+        height = nrows * (w / ncols) * aspect
+    kwargs.setdefault("layout", "constrained")
+    return plt.subplots(nrows, ncols, figsize=(w, height), **kwargs)
+
+
+def _axis_label(name: str, unit: str | None, which: str) -> str:
+    if unit is None:
+        raise ValueError(f"{which}_unit is required with {which}={name!r} (use '' for a dimensionless quantity)")
+    return f"{name} ({unit})" if unit else name
+
+
+def label_axes(ax, x: str | None = None, x_unit: str | None = None, y: str | None = None,
+               y_unit: str | None = None, title: str | None = None) -> None:
+    """Label axes with quantity and unit, e.g. ``y="Mean response", y_unit="s"`` -> "Mean response (s)".
+
+    A unit is required for every label given; pass ``""`` for a dimensionless quantity.
+    """
+    if x is not None:
+        ax.set_xlabel(_axis_label(x, x_unit, "x"))
+    if y is not None:
+        ax.set_ylabel(_axis_label(y, y_unit, "y"))
+    if title is not None:
+        ax.set_title(title)
+
+
+# --------------------------------------------------------------------------------------- index files
+
+def load_index(directory: str | os.PathLike | None = None) -> dict[str, dict]:
+    """The figure index (fig id -> provenance entry) in ``directory`` (default :func:`paths.figures_dir`).
+
+    Empty when there is no index yet; ValueError naming the file when it is not a valid index.
+    """
+    path = Path(directory or paths.figures_dir()) / INDEX_NAME
+    if not path.exists():
+        return {}
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a valid figure index ({exc}); fix or delete it and rerun "
+                         "`make reproduce`") from None
+    if not isinstance(index, dict) or not all(isinstance(v, dict) for v in index.values()):
+        raise ValueError(f"{path}: not a valid figure index (expected an object of fig id -> entry)")
+    return index
+
+
+def _md_cell(text: Any) -> str:
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").strip()
+
+
+def render_gallery(index: Mapping[str, Mapping]) -> str:
+    """Markdown gallery of the figures in ``index``: id, preview, caption, notebook, data."""
+    lines = [
+        "# Figures",
+        "",
+        "Generated by `python -m analysis reproduce` (`make reproduce`) from [`index.json`](index.json); "
+        "do not edit by hand.",
+        "Each figure has a PNG (200 dpi) and an SVG (vector, for papers). Cite a figure by its id and the "
+        "`git_commit` recorded in the index; the index also records the notebook and data hashes, "
+        "parameters, seed and package versions it was drawn with.",
+        "",
+        "| Figure | Preview | Caption | Notebook | Data |",
+        "|---|---|---|---|---|",
+    ]
+    for fig_id in sorted(index):
+        entry = index[fig_id]
+        files = entry.get("files", {})
+        png = files.get("png", {}).get("path", f"{fig_id}.png")
+        svg = files.get("svg", {}).get("path", f"{fig_id}.svg")
+        notebook = Path(str(entry.get("notebook", ""))).name
+        lines.append(
+            f"| `{fig_id}` ([svg]({svg})) | <a href=\"{png}\"><img src=\"{png}\" width=\"240\" "
+            f"alt=\"{fig_id}\"></a> | {_md_cell(entry.get('caption', ''))} | `{_md_cell(notebook)}` | "
+            f"{_md_cell(entry.get('data_source', ''))} |")
+    if not index:
+        lines.append("| _none yet_ | | | | |")
+    return "\n".join(lines) + "\n"
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """Exclusive lock on ``directory`` (POSIX flock) so concurrent saves never lose index entries."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) until the block ends, so figure files and index are updated together.
+
+    Only possible in the main thread (where notebooks run their cells); elsewhere a no-op.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[tuple[int, Any]] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append((signum, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            if callable(previous):
+                previous(*received[0])
+            elif previous == signal.SIG_DFL:
+                raise KeyboardInterrupt
+
+
+# ------------------------------------------------------------------------------------- rendering
+
+def _footer_lines(text: str, fig: Figure, fontsize: float) -> str:
+    """Wrap ``text`` to the figure width, measured with a fixed Agg renderer (same result on any backend)."""
+    from matplotlib.backends.backend_agg import RendererAgg
+    from matplotlib.text import Text
+
+    width_in, height_in = fig.get_size_inches()
+    renderer = RendererAgg(int(width_in * 72), int(height_in * 72), 72)
+    probe = Text(0, 0, text, fontsize=fontsize)
+    probe.set_figure(fig)
+    measured = probe.get_window_extent(renderer=renderer, dpi=72).width / 72  # inches
+    available = width_in - 0.1
+    if measured <= available:
+        return text
+    chars = max(20, int(len(text) * available / measured))
+    return textwrap.fill(text, width=chars, break_on_hyphens=False)
+
+
+@contextlib.contextmanager
+def _with_footer(fig: Figure, text: str) -> Iterator[dict]:
+    """Temporarily draw a footer line at the bottom of ``fig``, reserving room for it in the layout.
+
+    Yields extra ``savefig`` keyword arguments. The figure is restored afterwards (no footer left behind).
+    """
+    from matplotlib.layout_engine import ConstrainedLayoutEngine, TightLayoutEngine
+
+    fontsize = MIN_FONT_PT
+    wrapped = _footer_lines(text, fig, fontsize)
+    nlines = wrapped.count("\n") + 1
+    band_in = (nlines * fontsize * 1.25 + 5) / 72  # inches
+    height_in = fig.get_size_inches()[1]
+    band = min(0.4, band_in / height_in)
+    engine = fig.get_layout_engine()
+    savefig_kwargs: dict[str, Any] = {}
+    restore = None
+    if isinstance(engine, (ConstrainedLayoutEngine, TightLayoutEngine)):
+        old_rect = engine.get().get("rect")
+        old_rect = tuple(old_rect) if old_rect is not None else (0, 0, 1, 1)
+        left, bottom, width, height = old_rect
+        if isinstance(engine, TightLayoutEngine):  # tight layout's rect is (left, bottom, right, top)
+            new_rect = (left, max(bottom, band), width, height)
+        else:
+            new_bottom = max(bottom, band)
+            new_rect = (left, new_bottom, width, height - (new_bottom - bottom))
+        engine.set(rect=new_rect)
+        restore = lambda: engine.set(rect=old_rect)  # noqa: E731
+        y, va = 2 / 72 / height_in, "bottom"
+    else:
+        # No layout engine: put the footer under whatever is drawn and let the tight bbox include it.
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        canvas = fig.canvas if hasattr(fig.canvas, "get_renderer") else FigureCanvasAgg(fig)
+        bbox = fig.get_tightbbox(canvas.get_renderer())
+        y, va = (bbox.y0 - 0.03) / height_in, "top"
+        savefig_kwargs = {"bbox_inches": "tight", "pad_inches": 0.05}
+    artist = fig.text(0.01, y, wrapped, ha="left", va=va, fontsize=fontsize, color="#555555",
+                      gid=FOOTER_GID, transform=fig.transFigure)
+    # Layout engines must not move the axes to make room (the rect does that); the tight bbox must see it.
+    artist.set_in_layout(restore is None)
+    try:
+        yield savefig_kwargs
+    finally:
+        artist.remove()
+        if restore is not None:
+            restore()
+
+
+def _render(fig: Figure, fmt: str, extra: Mapping[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    if fmt == "png":
+        metadata = {"Software": None}
+        kwargs = {"dpi": PNG_DPI}
+    else:
+        metadata = {"Date": None, "Creator": None}
+        kwargs = {}
+    with matplotlib.rc_context({"svg.hashsalt": SVG_HASH_SALT, "svg.fonttype": "path"}):
+        fig.savefig(buffer, format=fmt, metadata=metadata, **kwargs, **extra)
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------------- NotebookOutputs
+
+def _resolve_notebook(notebook: str | os.PathLike) -> tuple[str, Path]:
+    given = Path(notebook)
+    name = given.name if given.suffix == ".ipynb" else given.name + ".ipynb"
+    if not NOTEBOOK_PATTERN.match(name):
+        raise ValueError(f"notebook={str(notebook)!r}: expected a name like '00_foundations.ipynb' "
+                         "(two-digit number, underscore)")
+    if given.is_absolute():
+        candidates = [given.with_name(name)]
+    else:
+        # the working directory first: papermill and JupyterLab run a notebook from its own folder
+        candidates = [Path.cwd() / given.with_name(name), paths.NOTEBOOKS / given.with_name(name)]
+    for candidate in candidates:
+        if candidate.is_file():
+            return name, candidate.resolve()
+    raise ValueError(f"notebook={str(notebook)!r}: no such notebook file (looked for "
+                     f"{', '.join(str(c) for c in candidates)}); figures must record their notebook's hash")
+
+
+class NotebookOutputs:
+    """Figures and results of one notebook run, saved with their provenance.
+
+    notebook: file name of the notebook in ``notebooks/`` (e.g. "00_foundations.ipynb"; an absolute path
+    is also accepted). parameters: the values of the notebook's parameters cell. seed: base random seed
+    (or None). data_source: human label of the input data, e.g. "real: ..." or "synthetic default ...".
+    data_files: input files whose sha256 is recorded with every figure.
+    """
+
+    def __init__(self, notebook: str | os.PathLike, parameters: Mapping[str, Any] | None = None,
+                 seed: int | None = None, data_source: str = "", data_files: Sequence[str | os.PathLike] = ()):
+        self.notebook, self.notebook_path = _resolve_notebook(notebook)
+        self.number = NOTEBOOK_PATTERN.match(self.notebook).group(1)
+        if parameters is None:
+            parameters = {}
+        if not isinstance(parameters, Mapping):
+            raise ValueError(f"parameters must be a mapping of name -> value, got {type(parameters).__name__}")
+        self.parameters = to_jsonable(dict(parameters), "parameters")
+        if seed is not None:
+            try:
+                import numpy as np
+                integral = isinstance(seed, (int, np.integer)) and not isinstance(seed, (bool, np.bool_))
+            except ImportError:  # pragma: no cover
+                integral = isinstance(seed, int) and not isinstance(seed, bool)
+            if not integral:
+                raise ValueError(f"seed={seed!r}: expected an integer or None")
+            seed = int(seed)
+        self.seed = seed
+        if not isinstance(data_source, str) or not data_source.strip():
+            raise ValueError("data_source: give a label such as 'real: <dataset> (<license>)' or "
+                             "'synthetic default (no real data found)'")
+        self.data_source = data_source.strip()
+        if isinstance(data_files, (str, os.PathLike)):
+            data_files = [data_files]
+        files = []
+        for item in data_files:
+            path = Path(item)
+            if not path.is_file():
+                raise ValueError(f"data_files: {str(path)!r} does not exist")
+            files.append({"path": portable_path(path), "sha256": sha256_file(path)})
+        self.data_files = sorted(files, key=lambda f: f["path"])
+        self._git: dict | None = None
+
+    # -- provenance -------------------------------------------------------------------------------
+    def _git_info(self) -> dict:
+        if self._git is None:
+            self._git = git_info([self.notebook_path, "analysis"])
+        return self._git
+
+    def provenance(self) -> dict[str, Any]:
+        """Notebook, parameters, seed and data source (also the results file's "provenance" block)."""
+        return {"notebook": self.notebook, "parameters": self.parameters, "seed": self.seed,
+                "data_source": self.data_source, "data_files": self.data_files}
+
+    def _footer_text(self, fig_id: str) -> str:
+        text = f"{fig_id} · data: {self.data_source}"
+        if self.parameters.get("quick") is True:
+            text += " · QUICK RUN (reduced sizes)"
+        return text
+
+    # -- figures -----------------------------------------------------------------------------------
+    def check_fig_id(self, fig_id: str) -> None:
+        """ValueError unless ``fig_id`` looks like ``fig-NN-short-name`` with NN this notebook's number."""
+        match = FIG_ID_PATTERN.match(fig_id) if isinstance(fig_id, str) else None
+        if match is None:
+            raise ValueError(f"fig_id={fig_id!r}: expected 'fig-{self.number}-short-name' "
+                             "(lower-case letters, digits and hyphens)")
+        if match.group(1) != self.number:
+            raise ValueError(f"fig_id={fig_id!r}: number {match.group(1)} does not match notebook "
+                             f"{self.notebook} (use 'fig-{self.number}-...')")
+
+    def save(self, fig: Figure, fig_id: str, caption: str) -> dict[str, Any]:
+        """Write ``<fig_id>.png`` and ``.svg`` atomically into ``paths.figures_dir()`` and index them.
+
+        A footer naming the figure id and data source is drawn into the saved files. Returns the index entry.
+        """
+        self.check_fig_id(fig_id)
+        if not isinstance(fig, Figure):
+            raise ValueError(f"fig: expected a matplotlib Figure, got {type(fig).__name__}")
+        if not isinstance(caption, str) or not caption.strip():
+            raise ValueError(f"caption for {fig_id}: give a one-sentence description of the figure")
+        directory = paths.figures_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+
+        # Render both formats in memory first: an interruption here leaves every file untouched.
+        with _with_footer(fig, self._footer_text(fig_id)) as extra:
+            png = _render(fig, "png", extra)
+            svg = _render(fig, "svg", extra)
+
+        git = self._git_info()
+        entry = {
+            "caption": " ".join(caption.split()),
+            "notebook": portable_path(self.notebook_path),
+            "notebook_sha256": sha256_file(self.notebook_path),
+            "parameters": self.parameters,
+            "seed": self.seed,
+            "data_source": self.data_source,
+            "data_files": self.data_files,
+            "git_commit": git["commit"],
+            "git_dirty": git["dirty"],
+            "packages": package_versions(),
+            "files": {"png": {"path": f"{fig_id}.png", "sha256": sha256_bytes(png)},
+                      "svg": {"path": f"{fig_id}.svg", "sha256": sha256_bytes(svg)}},
+        }
+        with _locked(directory), _sigint_deferred():
+            index = load_index(directory)  # fails before writing anything if the index is corrupt
+            atomic_write_bytes(directory / f"{fig_id}.png", png)
+            atomic_write_bytes(directory / f"{fig_id}.svg", svg)
+            index[fig_id] = entry
+            index = dict(sorted(index.items()))
+            atomic_write_json(directory / INDEX_NAME, index)
+            atomic_write_text(directory / GALLERY_NAME, render_gallery(index))
+        return {"id": fig_id, **entry}
+
+    # -- results -----------------------------------------------------------------------------------
+    def write_results(self, mapping: Mapping[str, Any]) -> Path:
+        """Write key numbers to ``<paths.results_dir()>/<notebook stem>.json`` atomically, sorted keys.
+
+        numpy scalars become plain numbers; NaN/inf and unsupported types are a ValueError naming the key.
+        A "provenance" block (notebook, parameters, seed, data source, data files) is added.
+        """
+        if not isinstance(mapping, Mapping):
+            raise ValueError(f"results must be a mapping of name -> value, got {type(mapping).__name__}")
+        if "provenance" in mapping:
+            raise ValueError("results: the key 'provenance' is reserved (it is added automatically)")
+        results = to_jsonable(dict(mapping), "results")
+        results["provenance"] = self.provenance()
+        path = paths.results_dir() / f"{Path(self.notebook).stem}.json"
+        return atomic_write_json(path, results)

@@ -1,0 +1,407 @@
+"""analysis.figures / analysis.provenance: house style, byte-stable atomic saves, figure index, results JSON."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import nbformat  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.font_manager import FontProperties  # noqa: E402
+
+from analysis import figures, paths, provenance  # noqa: E402
+from analysis.figures import NotebookOutputs  # noqa: E402
+
+OKABE_ITO = {"#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7"}
+
+
+def write_notebook(path: Path, source: str = "x = 1") -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source)]
+    nbformat.write(nb, str(path))
+    return path
+
+
+@pytest.fixture
+def out_dir(tmp_path, monkeypatch) -> Path:
+    out = tmp_path / "out"
+    monkeypatch.setenv(paths.OUTPUT_ENV_VAR, str(out))
+    return out
+
+
+@pytest.fixture
+def notebook(tmp_path) -> Path:
+    return write_notebook(tmp_path / "07_demo.ipynb")
+
+
+@pytest.fixture
+def outputs(notebook, out_dir) -> NotebookOutputs:
+    return NotebookOutputs(notebook, {"quick": False, "seed": 3, "rate": np.float64(2.5)}, seed=3,
+                           data_source="synthetic default (no real data found)")
+
+
+@pytest.fixture(autouse=True)
+def _house_style():
+    with matplotlib.rc_context():
+        figures.use_house_style()
+        yield
+    plt.close("all")
+
+
+def knee_figure(scale: float = 1.0):
+    fig, ax = figures.subplots()
+    rho = np.linspace(0, 0.95, 40)
+    ax.plot(rho, scale / (1 - rho), label="M/M/1")
+    ax.plot(rho, scale / (1 - rho ** 2), label="M/M/2")
+    figures.label_axes(ax, x="Utilisation ρ", x_unit="", y="Mean response", y_unit="s")
+    ax.legend()
+    return fig
+
+
+def saved_files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+def temp_leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith(".") or p.suffix == ".tmp")
+
+
+# ---------------------------------------------------------------------------------------- style
+
+def test_house_style_is_readable_and_colour_blind_safe():
+    rc = matplotlib.rcParams
+    for key in ("font.size", "axes.labelsize", "axes.titlesize", "xtick.labelsize", "ytick.labelsize",
+                "legend.fontsize"):
+        size = FontProperties(size=rc[key]).get_size_in_points() if isinstance(rc[key], str) else rc[key]
+        assert size >= 8, f"{key} = {rc[key]} is below 8 pt"
+    assert rc["figure.figsize"][0] == pytest.approx(figures.SINGLE_COLUMN)
+    assert rc["figure.constrained_layout.use"] and rc["axes.grid"]
+    cycle = [c.upper() for c in rc["axes.prop_cycle"].by_key()["color"]]
+    assert cycle == [c.upper() for c in figures.PALETTE]
+    assert {c.upper() for c in figures.PALETTE} == OKABE_ITO
+    assert figures.PALETTE["blue"] == figures.PALETTE[0] == figures.PALETTE.blue == "#0072B2"
+    with pytest.raises(KeyError, match="teal"):
+        figures.PALETTE["teal"]
+
+
+def test_subplots_sizes_and_label_axes_units():
+    fig, ax = figures.subplots(width="full", aspect=0.5)
+    assert tuple(fig.get_size_inches()) == pytest.approx((7.0, 3.5))
+    figures.label_axes(ax, x="Utilisation ρ", x_unit="", y="Mean response", y_unit="s")
+    assert ax.get_xlabel() == "Utilisation ρ" and ax.get_ylabel() == "Mean response (s)"
+    with pytest.raises(ValueError, match="y_unit"):
+        figures.label_axes(ax, y="Mean response")
+    with pytest.raises(ValueError, match="width"):
+        figures.subplots(width="huge")
+
+
+# ------------------------------------------------------------------------------- byte stability
+
+def test_saving_twice_gives_identical_bytes_and_consistent_index(outputs, out_dir, notebook):
+    fig = knee_figure()
+    texts_before = list(fig.texts)
+    entry = outputs.save(fig, "fig-07-knee", "Mean response against utilisation.")
+    assert fig.texts == texts_before, "the provenance footer must not stay in the figure"
+    figdir = out_dir / "figures"
+    first = saved_files(figdir)
+    assert set(first) == {"fig-07-knee.png", "fig-07-knee.svg", "index.json", "README.md"}
+    assert first["fig-07-knee.png"].startswith(b"\x89PNG") and b"<svg" in first["fig-07-knee.svg"]
+
+    outputs.save(fig, "fig-07-knee", "Mean response against utilisation.")
+    assert saved_files(figdir) == first  # png, svg, index and gallery all byte-identical
+    assert b"Software" not in first["fig-07-knee.png"]
+    assert b"<dc:date>" not in first["fig-07-knee.svg"]
+
+    index = json.loads(first["index.json"])
+    recorded = index["fig-07-knee"]
+    assert {k: v for k, v in entry.items() if k != "id"} == recorded
+    assert recorded["notebook_sha256"] == provenance.sha256_file(notebook)
+    assert recorded["files"]["png"]["sha256"] == provenance.sha256_bytes(first["fig-07-knee.png"])
+    assert recorded["files"]["svg"]["sha256"] == provenance.sha256_bytes(first["fig-07-knee.svg"])
+    assert recorded["parameters"] == {"quick": False, "seed": 3, "rate": 2.5}
+    assert recorded["seed"] == 3 and recorded["data_source"].startswith("synthetic")
+    assert set(recorded["packages"]) == {"python", "numpy", "pandas", "matplotlib", "ciw", "statsmodels",
+                                         "scipy"}
+    assert recorded["packages"]["matplotlib"] == matplotlib.__version__
+    assert recorded["git_commit"] is None or re.fullmatch(r"[0-9a-f]{40}", recorded["git_commit"])
+
+
+SUBPROCESS_SCRIPT = textwrap.dedent("""
+    import sys
+    import matplotlib
+    matplotlib.use("Agg")
+    import numpy as np
+    from analysis import figures
+    figures.use_house_style()
+    out = figures.NotebookOutputs(sys.argv[1], {"seed": 3}, seed=3, data_source="synthetic test")
+    for name in sys.argv[2:]:
+        fig, ax = figures.subplots()
+        rho = np.linspace(0, 0.95, 40)
+        ax.plot(rho, 1 / (1 - rho)); ax.imshow(np.arange(12.0).reshape(3, 4), extent=(0, .3, 5, 8))
+        figures.label_axes(ax, x="Utilisation ρ", x_unit="", y="Mean response", y_unit="s")
+        out.save(fig, name, "Caption of " + name)
+""")
+
+
+def run_saver(tmp_path: Path, out: Path, notebook: Path, ids: list[str], hashseed: str):
+    script = tmp_path / "saver.py"
+    script.write_text(SUBPROCESS_SCRIPT)
+    env = dict(os.environ, PYTHONHASHSEED=hashseed, **{paths.OUTPUT_ENV_VAR: str(out)})
+    return subprocess.Popen([sys.executable, str(script), str(notebook), *ids], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_fresh_processes_write_identical_bytes(tmp_path, notebook):
+    procs = [run_saver(tmp_path, tmp_path / f"out{i}", notebook, ["fig-07-image"], seed)
+             for i, seed in enumerate(["1", "98765"])]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    first, second = (saved_files(tmp_path / f"out{i}" / "figures") for i in range(2))
+    assert set(first) == {"fig-07-image.png", "fig-07-image.svg", "index.json", "README.md"}
+    assert first == second
+
+
+def test_concurrent_saves_keep_every_index_entry(tmp_path, notebook, out_dir):
+    ids = [[f"fig-07-a{i}" for i in range(3)], [f"fig-07-b{i}" for i in range(3)]]
+    procs = [run_saver(tmp_path, out_dir, notebook, group, "0") for group in ids]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    index = figures.load_index(out_dir / "figures")
+    assert list(index) == sorted(ids[0] + ids[1])
+    assert temp_leftovers(out_dir / "figures") == []
+
+
+def test_footer_names_figure_and_data_source(notebook, out_dir):
+    fig = knee_figure()
+    real = NotebookOutputs(notebook, {"quick": True}, seed=None, data_source="real: api-01 (MIT)")
+    real.save(fig, "fig-07-foot", "Footer test.")
+    svg = (out_dir / "figures" / "fig-07-foot.svg").read_text()
+    # matplotlib writes each text drawn as paths with the string as an XML comment
+    assert "fig-07-foot · data: real: api-01 (MIT) · QUICK RUN" in svg
+    png_real = (out_dir / "figures" / "fig-07-foot.png").read_bytes()
+    NotebookOutputs(notebook, {"quick": True}, seed=None, data_source="synthetic default").save(
+        fig, "fig-07-foot", "Footer test.")
+    assert (out_dir / "figures" / "fig-07-foot.png").read_bytes() != png_real
+
+
+@pytest.mark.parametrize("layout", ["none", "tight", "compressed"])
+def test_footer_with_other_layout_engines(outputs, out_dir, layout):
+    fig, ax = plt.subplots(figsize=(3.5, 2.5), layout=layout)
+    engine = fig.get_layout_engine()
+    settings = dict(engine.get()) if engine is not None else None
+    ax.plot([0, 1], [1, 2])
+    ax.set_xlabel("Time (s)")
+    ax.set_ylabel("Rate (requests/s)")
+    outputs.save(fig, "fig-07-plain", "No layout engine.")
+    svg = (out_dir / "figures" / "fig-07-plain.svg").read_text()
+    assert "fig-07-plain · data: synthetic default" in svg
+    assert fig.texts == []
+    assert (dict(engine.get()) if engine is not None else None) == settings, "layout must be restored"
+
+
+# ---------------------------------------------------------------------------------- validation
+
+@pytest.mark.parametrize("fig_id", ["fig-7-knee", "fig-07-Knee", "fig-07-", "figure-07-knee", "fig-07_knee",
+                                    "fig-07-knee.png", "", None])
+def test_malformed_fig_id_is_rejected(outputs, out_dir, fig_id):
+    with pytest.raises(ValueError, match="fig_id"):
+        outputs.save(knee_figure(), fig_id, "Caption.")
+    assert not (out_dir / "figures").exists() or not any((out_dir / "figures").iterdir())
+
+
+def test_fig_id_number_must_match_notebook(outputs):
+    with pytest.raises(ValueError, match=r"fig-08-knee.*07_demo\.ipynb.*fig-07-"):
+        outputs.save(knee_figure(), "fig-08-knee", "Caption.")
+
+
+def test_bad_constructor_arguments_name_the_argument(tmp_path, notebook, out_dir):
+    scratch = write_notebook(tmp_path / "scratch.ipynb")
+    with pytest.raises(ValueError, match="notebook="):
+        NotebookOutputs(scratch, {}, 1, "synthetic")
+    with pytest.raises(ValueError, match="no such notebook"):
+        NotebookOutputs(tmp_path / "09_missing.ipynb", {}, 1, "synthetic")
+    with pytest.raises(ValueError, match="data_source"):
+        NotebookOutputs(notebook, {}, 1, "  ")
+    with pytest.raises(ValueError, match="seed"):
+        NotebookOutputs(notebook, {}, 1.5, "synthetic")
+    with pytest.raises(ValueError, match="missing.csv"):
+        NotebookOutputs(notebook, {}, 1, "real", data_files=[tmp_path / "missing.csv"])
+    with pytest.raises(ValueError, match=r"parameters\['rate'\] is NaN"):
+        NotebookOutputs(notebook, {"rate": float("nan")}, 1, "synthetic")
+    with pytest.raises(ValueError, match="caption"):
+        NotebookOutputs(notebook, {}, 1, "synthetic").save(knee_figure(), "fig-07-x", "")
+
+
+def test_data_files_are_hashed(tmp_path, notebook, out_dir):
+    data = tmp_path / "trace.csv"
+    data.write_text("timestamp,value\n2024-01-01T00:00:00,1.5\n")
+    entry = NotebookOutputs(notebook, {}, 1, "real: test trace", data_files=[data]).save(
+        knee_figure(), "fig-07-data", "With data.")
+    assert entry["data_files"] == [{"path": provenance.portable_path(data),
+                                    "sha256": provenance.sha256_file(data)}]
+
+
+# --------------------------------------------------------------------------------------- index
+
+def test_index_keeps_other_entries_sorted_and_gallery_lists_them(tmp_path, outputs, out_dir):
+    other = NotebookOutputs(write_notebook(tmp_path / "03_other.ipynb"), {}, None, "real: api-01 | MIT")
+    outputs.save(knee_figure(), "fig-07-zeta", "Last | one.")
+    other.save(knee_figure(2.0), "fig-03-alpha", "First one.")
+    outputs.save(knee_figure(), "fig-07-beta", "Middle one.")
+    outputs.save(knee_figure(), "fig-07-zeta", "Last one, new caption.")
+    figdir = out_dir / "figures"
+    index = figures.load_index(figdir)
+    assert list(index) == ["fig-03-alpha", "fig-07-beta", "fig-07-zeta"]
+    raw = (figdir / "index.json").read_text()
+    assert raw.index("fig-03-alpha") < raw.index("fig-07-beta") < raw.index("fig-07-zeta")
+    assert index["fig-07-zeta"]["caption"] == "Last one, new caption."
+    assert index["fig-03-alpha"]["notebook"].endswith("03_other.ipynb")
+
+    gallery = (figdir / "README.md").read_text()
+    rows = [line for line in gallery.splitlines() if line.startswith("| `fig-")]
+    assert [re.match(r"\| `([^`]+)`", r).group(1) for r in rows] == list(index)
+    for fig_id, row in zip(index, rows):
+        assert f'src="{fig_id}.png"' in row and f"({fig_id}.svg)" in row
+    assert "real: api-01 \\| MIT" in rows[0] and "`03_other.ipynb`" in rows[0]
+    assert "Last one, new caption." in rows[2]
+
+
+def test_corrupt_index_is_reported_and_not_overwritten(outputs, out_dir):
+    figdir = out_dir / "figures"
+    figdir.mkdir(parents=True)
+    (figdir / "index.json").write_text("{not json")
+    with pytest.raises(ValueError, match="index.json"):
+        outputs.save(knee_figure(), "fig-07-knee", "Caption.")
+    assert (figdir / "index.json").read_text() == "{not json"
+    assert sorted(p.name for p in figdir.iterdir()) == ["index.json"]
+
+
+# ----------------------------------------------------------------------------------- atomicity
+
+def test_failed_replace_leaves_previous_files_intact(outputs, out_dir, monkeypatch):
+    outputs.save(knee_figure(), "fig-07-knee", "Caption.")
+    figdir = out_dir / "figures"
+    before = saved_files(figdir)
+
+    def broken_replace(src, dst):
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError, match="simulated"):
+        outputs.save(knee_figure(3.0), "fig-07-knee", "Changed caption.")
+    monkeypatch.undo()
+    assert saved_files(figdir) == before
+    assert temp_leftovers(figdir) == []
+
+
+def test_interrupt_while_rendering_writes_nothing(outputs, out_dir, monkeypatch):
+    outputs.save(knee_figure(), "fig-07-knee", "Caption.")
+    figdir = out_dir / "figures"
+    before = saved_files(figdir)
+    real_render = figures._render
+
+    def interrupted(fig, fmt, extra):
+        if fmt == "svg":
+            raise KeyboardInterrupt
+        return real_render(fig, fmt, extra)
+
+    monkeypatch.setattr(figures, "_render", interrupted)
+    fig = knee_figure(3.0)
+    with pytest.raises(KeyboardInterrupt):
+        outputs.save(fig, "fig-07-knee", "Changed caption.")
+    assert saved_files(figdir) == before and temp_leftovers(figdir) == []
+    assert fig.texts == []
+
+
+def test_ctrl_c_while_writing_is_held_until_files_and_index_agree(outputs, out_dir, monkeypatch):
+    outputs.save(knee_figure(), "fig-07-knee", "Caption.")
+    real_write_json = figures.atomic_write_json
+
+    def write_json_after_sigint(path, obj):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C between the image files and the index
+        return real_write_json(path, obj)
+
+    monkeypatch.setattr(figures, "atomic_write_json", write_json_after_sigint)
+    with pytest.raises(KeyboardInterrupt):
+        outputs.save(knee_figure(3.0), "fig-07-knee", "Changed caption.")
+    figdir = out_dir / "figures"
+    entry = figures.load_index(figdir)["fig-07-knee"]
+    assert entry["caption"] == "Changed caption."
+    for fmt in ("png", "svg"):
+        assert provenance.sha256_file(figdir / f"fig-07-knee.{fmt}") == entry["files"][fmt]["sha256"]
+    assert "Changed caption." in (figdir / "README.md").read_text()
+
+
+# ------------------------------------------------------------------------------------- results
+
+def test_write_results_converts_numpy_and_adds_provenance(outputs, out_dir):
+    path = outputs.write_results({"p_wait": np.float64(0.25), "servers": np.int64(4), "ok": np.bool_(True),
+                                  "waits": np.array([0.5, 1.5]), "nested": {"n": np.int32(2)}, "none": None})
+    assert path == out_dir / "results" / "07_demo.json"
+    text = path.read_text()
+    data = json.loads(text)
+    assert data["p_wait"] == 0.25 and data["servers"] == 4 and data["ok"] is True
+    assert data["waits"] == [0.5, 1.5] and data["nested"] == {"n": 2} and data["none"] is None
+    assert data["provenance"]["notebook"] == "07_demo.ipynb"
+    assert data["provenance"]["parameters"] == {"quick": False, "seed": 3, "rate": 2.5}
+    assert data["provenance"]["seed"] == 3
+    assert data["provenance"]["data_source"] == "synthetic default (no real data found)"
+    assert list(data) == sorted(data)
+    assert outputs.write_results({"p_wait": np.float64(0.25), "servers": np.int64(4), "ok": np.bool_(True),
+                                  "waits": np.array([0.5, 1.5]), "nested": {"n": np.int32(2)},
+                                  "none": None}).read_text() == text
+    assert temp_leftovers(path.parent) == []
+
+
+@pytest.mark.parametrize("bad, pattern", [
+    ({"mmc": {"p_wait": np.float64("nan")}}, r"results\['mmc'\]\['p_wait'\] is NaN"),
+    ({"waits": [1.0, float("inf")]}, r"results\['waits'\]\[1\] is infinite"),
+    ({"table": object()}, r"results\['table'\] has unsupported type object"),
+    ({"provenance": 1}, "reserved"),
+    ({1: 2.0}, "key 1"),
+])
+def test_write_results_rejects_bad_values_naming_the_key(outputs, out_dir, bad, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        outputs.write_results(bad)
+    assert not (out_dir / "results" / "07_demo.json").exists()
+
+
+# ---------------------------------------------------------------------------------- provenance
+
+def test_git_info_ignores_commits_outside_the_tracked_paths(tmp_path, monkeypatch):
+    repo = tmp_path / "repo"
+    (repo / "analysis").mkdir(parents=True)
+    (repo / "figures").mkdir()
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org",
+                               *args], check=True, capture_output=True, text=True).stdout.strip()
+
+    try:
+        git("init", "-q")
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"git not usable here: {exc}")
+    (repo / "analysis" / "m.py").write_text("x = 1\n")
+    git("add", ".")
+    git("commit", "-qm", "code")
+    code_commit = git("rev-parse", "HEAD")
+    (repo / "figures" / "fig.png").write_bytes(b"png")
+    git("add", ".")
+    git("commit", "-qm", "figures")
+    monkeypatch.setattr(paths, "ROOT", repo)
+    assert provenance.git_info(["analysis"]) == {"commit": code_commit, "dirty": False}
+    (repo / "analysis" / "m.py").write_text("x = 2\n")
+    assert provenance.git_info(["analysis"]) == {"commit": code_commit, "dirty": True}
+    assert provenance.git_info([tmp_path / "elsewhere.ipynb"]) == {"commit": None, "dirty": None}

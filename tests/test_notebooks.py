@@ -1,0 +1,123 @@
+"""Every notebook in notebooks/: parameters cell, clean source, runs in quick mode; committed figures are fresh.
+
+Parametrized over what is in notebooks/ and figures/index.json, so each notebook and each figure is its own
+test id (``-k 00_foundations``, ``-k fig-00-knee``).
+"""
+from __future__ import annotations
+
+import ast
+import json
+
+import nbformat
+import pytest
+
+from analysis import figures, paths, reproduce
+from analysis.provenance import sha256_file
+
+REBUILD = "make reproduce"
+NOTEBOOKS = sorted(paths.NOTEBOOKS.glob("*.ipynb"))
+NOTEBOOK_PARAMS = [pytest.param(p, id=p.name) for p in NOTEBOOKS] or [
+    pytest.param(None, marks=pytest.mark.skip(reason="notebooks/ has no .ipynb file yet"), id="no-notebooks")]
+REQUIRED = {"quick": "bool", "seed": "int", "data_dir": "str"}
+
+
+def _committed_index() -> tuple[dict, str | None]:
+    try:
+        return figures.load_index(paths.COMMITTED_FIGURES), None
+    except ValueError as exc:
+        return {}, str(exc)
+
+
+INDEX, INDEX_ERROR = _committed_index()
+FIGURE_PARAMS = [pytest.param(fig_id, id=fig_id) for fig_id in INDEX] or [
+    pytest.param(None, marks=pytest.mark.skip(reason="figures/index.json lists no figure yet"), id="no-figures")]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOK_PARAMS)
+def test_parameters_cell_declares_quick_seed_data_dir(notebook):
+    assert figures.NOTEBOOK_PATTERN.match(notebook.name), (
+        f"{notebook.name}: name it NN_short_name.ipynb so `make reproduce` runs it in order")
+    nb = nbformat.read(str(notebook), as_version=4)
+    index, cell = reproduce.parameters_cell(nb)
+    assert cell is not None, f"{notebook.name}: no cell tagged 'parameters'"
+    assert cell.cell_type == "code"
+    params = reproduce.notebook_parameters(notebook)
+    for name, type_name in REQUIRED.items():
+        assert name in params, f"{notebook.name}: parameters cell lacks `{name}: {type_name} = ...`"
+        assert params[name].type_name == type_name, (
+            f"{notebook.name}: `{name}` is annotated {params[name].type_name!r}, expected {type_name!r}")
+    for param in params.values():
+        assert param.type_name != "None", f"{notebook.name}: parameter {param.name!r} has no type annotation"
+        try:
+            ast.literal_eval(param.default)
+        except (ValueError, SyntaxError):
+            pytest.fail(f"{notebook.name}: parameter {param.name!r} = {param.default} is not a literal "
+                        "(derive values in the next cell: papermill does not recompute them)")
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOK_PARAMS)
+def test_source_notebook_has_no_outputs_and_uses_the_kit_kernel(notebook):
+    nb = nbformat.read(str(notebook), as_version=4)
+    stored = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
+    assert not stored, (f"{notebook.name}: cells {stored} have stored outputs or execution counts; clear them "
+                        "(e.g. `jupyter nbconvert --clear-output --inplace`) before committing")
+    kernel = nb.metadata.get("kernelspec", {}).get("name")
+    assert kernel == paths.KERNEL_NAME, (
+        f"{notebook.name}: kernelspec is {kernel!r}; select the {paths.KERNEL_NAME!r} kernel in JupyterLab")
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("notebook", NOTEBOOK_PARAMS)
+def test_notebook_runs_in_quick_mode_and_writes_results(notebook, tmp_path, monkeypatch):
+    import papermill as pm
+
+    out = tmp_path / "out"
+    monkeypatch.setenv(paths.OUTPUT_ENV_VAR, str(out))
+    pm.execute_notebook(str(notebook), str(tmp_path / notebook.name), parameters={"quick": True},
+                        kernel_name=paths.KERNEL_NAME, cwd=str(paths.NOTEBOOKS), progress_bar=False,
+                        log_output=False)
+    results_file = out / "results" / f"{notebook.stem}.json"
+    assert results_file.is_file(), (
+        f"{notebook.name} did not write {results_file.name} (call NotebookOutputs.write_results)")
+    results = json.loads(results_file.read_text())
+    assert results["provenance"]["notebook"] == notebook.name
+    assert results["provenance"]["parameters"].get("quick") is True, (
+        f"{notebook.name}: pass the parameters (including quick) to NotebookOutputs")
+    index = figures.load_index(out / "figures")
+    number = notebook.name[:2]
+    for fig_id, entry in index.items():
+        assert fig_id.startswith(f"fig-{number}-")
+        for fmt in ("png", "svg"):
+            assert sha256_file(out / "figures" / entry["files"][fmt]["path"]) == entry["files"][fmt]["sha256"]
+
+
+def test_committed_index_is_readable():
+    assert INDEX_ERROR is None, INDEX_ERROR
+
+
+@pytest.mark.parametrize("fig_id", FIGURE_PARAMS)
+def test_figure_is_not_stale(fig_id):
+    entry = INDEX[fig_id]
+    notebook = paths.ROOT / entry["notebook"]
+    assert notebook.is_file(), (f"{fig_id} was drawn by {entry['notebook']}, which no longer exists: remove the "
+                                f"figure from figures/ or rebuild with `{REBUILD}`")
+    current = sha256_file(notebook)
+    assert current == entry["notebook_sha256"], (
+        f"{fig_id} is stale: {entry['notebook']} changed since the figure was drawn (recorded sha256 "
+        f"{entry['notebook_sha256'][:12]}, now {current[:12]}); rebuild with `{REBUILD}`")
+
+
+@pytest.mark.parametrize("fig_id", FIGURE_PARAMS)
+def test_figure_files_match_the_index(fig_id):
+    for fmt in ("png", "svg"):
+        record = INDEX[fig_id]["files"][fmt]
+        path = paths.COMMITTED_FIGURES / record["path"]
+        assert path.is_file(), f"{fig_id}: {path.name} is missing; rebuild with `{REBUILD}`"
+        assert sha256_file(path) == record["sha256"], (
+            f"{fig_id}: {path.name} does not match its sha256 in figures/index.json; rebuild with `{REBUILD}`")
+
+
+def test_every_figure_file_is_indexed():
+    on_disk = {p.stem for p in paths.COMMITTED_FIGURES.glob("fig-*") if p.suffix in (".png", ".svg")}
+    unindexed = sorted(on_disk - set(INDEX))
+    assert not unindexed, f"figures without provenance in figures/index.json: {unindexed}; rebuild with `{REBUILD}`"
