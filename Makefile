@@ -12,6 +12,11 @@ STAMP  := $(VENV)/.kit-installed
 # otherwise data/external (make data) or the embedded synthetic default (analysis.paths.data_root).
 KIT_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export KIT_DATA_DIR
+# One BLAS thread per process: statsmodels fits are small, and on 2 shared cores extra BLAS threads
+# only contend with the simulation processes (measured 2-10x slower backtests).
+export OPENBLAS_NUM_THREADS ?= 1
+export OMP_NUM_THREADS ?= 1
+export MKL_NUM_THREADS ?= 1
 ARGS   ?=
 PYTEST_ARGS ?=
 
