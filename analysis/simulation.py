@@ -49,7 +49,7 @@ from scipy import stats
 from analysis.fanout import FanOut, join_requests
 from analysis.topology import END_TO_END, CompiledModel, ServiceGraph
 
-__all__ = ["run_trials", "replication_seeds", "TrialResult", "END_TO_END",
+__all__ = ["run_trials", "replication_seeds", "TrialResult", "END_TO_END", "time_average_in_system",
            "VISIT_OUTCOMES", "REQUEST_OUTCOMES", "METRICS"]
 
 VISIT_OUTCOMES = ["served", "timed_out", "rejected", "incomplete"]
@@ -744,3 +744,31 @@ def _record_frames(outputs) -> tuple[pd.DataFrame, pd.DataFrame]:
             frame["backoff_time"] = req["backoff_time"].astype(float)
         rparts.append(pd.DataFrame(frame))
     return (pd.concat(vparts, ignore_index=True), pd.concat(rparts, ignore_index=True))
+
+
+def time_average_in_system(requests: pd.DataFrame, start: float, end: float) -> pd.Series:
+    """Time-average number of requests in the system over [start, end) seconds, per trial.
+
+    Integrates the request count N(t) exactly from each request's arrival and exit times (the
+    ``requests`` table of :class:`TrialResult`): L = (1 / (end - start)) * sum of the overlap of
+    [arrival, exit) with [start, end). An independent measurement of L for checking Little's law
+    L = lambda * W. Requests that arrived before the warm-up cut are not in ``requests``, so
+    choose ``start`` late enough that they have left. Requests with no exit (incomplete) count
+    until ``end``. Returns a Series indexed by trial (requests).
+    """
+    if requests is None:
+        raise ValueError("requests is None: run run_trials(..., keep_records=True)")
+    missing = {"trial", "arrival", "exit"} - set(requests.columns)
+    if missing:
+        raise ValueError(f"requests: missing column(s) {sorted(missing)}")
+    start = _check_time("start", start, allow_zero=True)
+    end = _check_time("end", end, allow_zero=False)
+    if not start < end:
+        raise ValueError(f"start ({start:g} s) must be before end ({end:g} s)")
+    arrival = requests["arrival"].to_numpy(dtype=float)
+    exit_ = np.nan_to_num(requests["exit"].to_numpy(dtype=float), nan=end)
+    overlap = np.clip(np.minimum(exit_, end) - np.maximum(arrival, start), 0.0, None)
+    trials = requests["trial"].to_numpy()
+    out = pd.Series(overlap, index=trials).groupby(level=0).sum() / (end - start)
+    out.index.name = "trial"
+    return out.rename("mean_in_system")
