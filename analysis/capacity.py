@@ -70,7 +70,6 @@ meets the target) with the band ``attainment_lo`` (hours whose 95% interval lies
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -78,7 +77,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from analysis import theory
+from analysis import checks, theory
 
 __all__ = [
     "SLO", "HOUR_S",
@@ -95,59 +94,6 @@ _REL_TOL = 1e-9  # float tolerance when comparing a computed SLO value with its 
 
 
 # --------------------------------------------------------------------------------------- validation
-
-def _real(name: str, value) -> float:
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        value = value.item()
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    v = float(value)
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return v
-
-
-def _positive(name: str, value) -> float:
-    v = _real(name, value)
-    if v <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return v
-
-
-def _nonnegative(name: str, value) -> float:
-    v = _real(name, value)
-    if v < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return v
-
-
-def _open_unit(name: str, value) -> float:
-    v = _real(name, value)
-    if not 0.0 < v < 1.0:
-        raise ValueError(f"{name} must be strictly between 0 and 1, got {value!r}")
-    return v
-
-
-def _int(name: str, value, minimum: int = 0) -> int:
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        value = value.item()
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if isinstance(value, numbers.Integral):
-        v = int(value)
-    elif (isinstance(value, numbers.Real) and math.isfinite(float(value))
-          and float(value).is_integer()):
-        v = int(value)
-    else:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if v < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return v
-
-
-def _opt_int(name: str, value, minimum: int = 0) -> int | None:
-    return None if value is None else _int(name, value, minimum)
-
 
 def _step_seconds(index: pd.DatetimeIndex, name: str, default: float | None = None) -> float:
     """The constant step of a DatetimeIndex in seconds (ValueError naming it if irregular)."""
@@ -222,11 +168,9 @@ class SLO:
     def __post_init__(self):
         if self.kind not in _KINDS:
             raise ValueError(f"kind must be one of {_KINDS}, got {self.kind!r}")
-        if self.kind == "wait_exceeds":
-            object.__setattr__(self, "threshold_s", _nonnegative("threshold_s", self.threshold_s))
-        else:
-            object.__setattr__(self, "threshold_s", _positive("threshold_s", self.threshold_s))
-        object.__setattr__(self, "probability", _open_unit("probability", self.probability))
+        check = checks.nonnegative if self.kind == "wait_exceeds" else checks.positive
+        object.__setattr__(self, "threshold_s", check("threshold_s", self.threshold_s))
+        object.__setattr__(self, "probability", checks.open_unit("probability", self.probability))
 
     @classmethod
     def wait_exceeds(cls, threshold_s: float, probability: float) -> "SLO":
@@ -258,7 +202,7 @@ class SLO:
 
     def check_feasible(self, service_rate: float) -> None:
         """ValueError when no fleet can meet the target (quantile below the service time's own)."""
-        mu = _positive("service_rate", service_rate)
+        mu = checks.positive("service_rate", service_rate)
         if self.kind == "p99_response":
             floor_s = -math.log(self.probability) / mu
             if self.threshold_s <= floor_s * (1 + 1e-6):
@@ -358,7 +302,7 @@ def _size_one(rate: float, mu: float, slo: SLO) -> int:
 def _apply_sizing(rates, fn, name: str, min_servers: int, max_servers: int | None):
     scalar = not isinstance(rates, pd.Series)
     if scalar:
-        r = _nonnegative(name, rates)
+        r = checks.nonnegative(name, rates)
         values, index = np.array([r]), None
     else:
         series = rates
@@ -399,11 +343,11 @@ def servers_needed(rates, service_rate, slo: SLO | None = None, *, wait_target_s
     theory.mmc_response_survival <= probability. Result clipped to [min_servers, max_servers] (a cap
     may break the SLO). A zero rate needs min_servers.
     """
-    mu = _positive("service_rate", service_rate)
+    mu = checks.positive("service_rate", service_rate)
     target = _make_slo(slo, wait_target_s, wait_prob, p99_response_s)
     target.check_feasible(mu)
-    lo = _int("min_servers", min_servers, 0)
-    hi = _opt_int("max_servers", max_servers, max(lo, 1))
+    lo = checks.integer("min_servers", min_servers, 0)
+    hi = checks.optional_integer("max_servers", max_servers, max(lo, 1))
     return _apply_sizing(rates, lambda r: _size_one(r, mu, target), "rates", lo, hi)
 
 
@@ -446,11 +390,11 @@ def sqrt_staffing_servers(rates, service_rate, slo: SLO, *, min_servers: int = 1
     target (theory.halfin_whitt_beta when the target is P(wait) itself, i.e. threshold_s = 0). Same
     input/output conventions as ``servers_needed``.
     """
-    mu = _positive("service_rate", service_rate)
+    mu = checks.positive("service_rate", service_rate)
     target = _make_slo(slo, None, None, None)
     target.check_feasible(mu)
-    lo = _int("min_servers", min_servers, 0)
-    hi = _opt_int("max_servers", max_servers, max(lo, 1))
+    lo = checks.integer("min_servers", min_servers, 0)
+    hi = checks.optional_integer("max_servers", max_servers, max(lo, 1))
 
     def one(r: float) -> int:
         if r == 0.0:
@@ -474,7 +418,7 @@ def servers_from_forecast(forecast: pd.DataFrame, service_rate, slo: SLO, *, col
     if column not in forecast.columns:
         raise ValueError(f"column={column!r}: not in the forecast "
                          f"(columns: {list(forecast.columns)})")
-    h = _nonnegative("headroom", headroom)
+    h = checks.nonnegative("headroom", headroom)
     values = forecast[column].astype(float)
     if not np.isfinite(values.to_numpy()).all():
         i = int(np.flatnonzero(~np.isfinite(values.to_numpy()))[0])
@@ -513,7 +457,7 @@ def _instance_warmup(servers, warmup_s) -> float:
     if warmup_s is None:
         attrs = getattr(servers, "attrs", {}) or {}
         warmup_s = attrs.get("warmup_s", 0.0)
-    return _nonnegative("warmup_s", warmup_s)
+    return checks.nonnegative("warmup_s", warmup_s)
 
 
 def warmup_server_hours(servers: pd.Series, warmup_s: float | None = None) -> float:
@@ -536,8 +480,8 @@ def cost_summary(demand: pd.Series, servers, service_rate, *, price_per_server_h
     servers) per piece.
     """
     pieces = _align(demand, servers)
-    mu = _positive("service_rate", service_rate)
-    price = _nonnegative("price_per_server_hour", price_per_server_hour)
+    mu = checks.positive("service_rate", service_rate)
+    price = checks.nonnegative("price_per_server_hour", price_per_server_hour)
     warm_h = _warmup_hours(pieces, _instance_warmup(servers, warmup_s))
     return _cost_from_pieces(pieces, mu, price, warm_h)
 
@@ -566,7 +510,7 @@ def _servers_on_grid(demand: pd.Series, servers) -> pd.Series:
     """The schedule as a Series (a scalar becomes a constant schedule on the demand's index)."""
     if isinstance(servers, pd.Series):
         return servers
-    c = _int("servers", servers, 0)
+    c = checks.integer("servers", servers, 0)
     return pd.Series(c, index=demand.index, name="servers")
 
 
@@ -622,7 +566,7 @@ def static_peak_policy(train: pd.Series, index, service_rate, slo: SLO, *, headr
     """
     tr = _rate_series(train, "train")
     idx = _as_index(index)
-    h = _nonnegative("headroom", headroom)
+    h = checks.nonnegative("headroom", headroom)
     c = servers_needed(float(tr.max()) * (1.0 + h), service_rate, slo, min_servers=min_servers,
                        max_servers=max_servers)
     return pd.Series(np.full(len(idx), c, dtype=np.int64), index=idx, name="servers")
@@ -648,10 +592,10 @@ def scheduled_policy(train: pd.Series, index, service_rate, slo: SLO, *, quantil
     if _step_seconds(idx, "index", default=HOUR_S) != HOUR_S:
         raise ValueError("index: scheduled_policy produces an hourly schedule; "
                          "give an hourly index")
-    q = _real("quantile", quantile)
+    q = checks.real("quantile", quantile)
     if not 0.0 < q <= 1.0:
         raise ValueError(f"quantile must be in (0, 1], got {quantile!r}")
-    h = _nonnegative("headroom", headroom)
+    h = checks.nonnegative("headroom", headroom)
     how = pd.Series(tr.to_numpy(), index=_hour_of_week(tr.index))
     missing = sorted(set(range(168)) - set(how.index))
     if missing:
@@ -688,15 +632,15 @@ def reactive_policy(demand: pd.Series, service_rate, *, target_utilisation: floa
     Returns the serving servers per step (a Series on a ``step_s`` grid covering the demand window).
     """
     dem = _rate_series(demand, "demand")
-    mu = _positive("service_rate", service_rate)
-    target = _open_unit("target_utilisation", target_utilisation)
-    step = _positive("step_s", step_s)
+    mu = checks.positive("service_rate", service_rate)
+    target = checks.open_unit("target_utilisation", target_utilisation)
+    step = checks.positive("step_s", step_s)
     d_step = _step_seconds(dem.index, "demand", default=HOUR_S)
     if d_step / step != round(d_step / step):
         raise ValueError(f"step_s={step_s!r} must divide the demand step ({d_step:g} s)")
 
     def steps(name, value):
-        v = _nonnegative(name, value)
+        v = checks.nonnegative(name, value)
         n = v / step
         if abs(n - round(n)) > 1e-9:
             raise ValueError(f"{name}={value!r} must be a multiple of step_s={step:g}")
@@ -704,10 +648,10 @@ def reactive_policy(demand: pd.Series, service_rate, *, target_utilisation: floa
     delay = steps("reaction_delay_s", reaction_delay_s)
     warm = steps("warmup_s", warmup_s)
     cool = steps("cooldown_s", cooldown_s)
-    up = _opt_int("max_step_up", max_step_up, 1)
-    down = _opt_int("max_step_down", max_step_down, 1)
-    lo = _int("min_servers", min_servers, 1)
-    hi = _opt_int("max_servers", max_servers, lo)
+    up = checks.optional_integer("max_step_up", max_step_up, 1)
+    down = checks.optional_integer("max_step_down", max_step_down, 1)
+    lo = checks.integer("min_servers", min_servers, 1)
+    hi = checks.optional_integer("max_servers", max_servers, lo)
     ratio = int(round(d_step / step))
     rates = np.repeat(dem.to_numpy(), ratio)
     n = len(rates)
@@ -718,7 +662,7 @@ def reactive_policy(demand: pd.Series, service_rate, *, target_utilisation: floa
     if initial_servers is None:
         start = clip(math.ceil(rates[0] / (mu * target) - 1e-9))
     else:
-        start = clip(_int("initial_servers", initial_servers, 0))
+        start = clip(checks.integer("initial_servers", initial_servers, 0))
 
     serving = np.empty(n, dtype=np.int64)
     busy = np.empty(n, dtype=float)
@@ -767,12 +711,12 @@ def predictive_policy(forecast: pd.DataFrame, service_rate, slo: SLO, *, column:
     have lead_h >= lead_time_h (if given) and lead_h x 3600 >= warmup_s, so scale-outs, launched
     warmup_s before the hour (billed: see warmup_server_hours), are serving when the hour starts.
     """
-    w = _nonnegative("warmup_s", warmup_s)
+    w = checks.nonnegative("warmup_s", warmup_s)
     if not isinstance(forecast, pd.DataFrame):
         raise ValueError("forecast: expected a DataFrame of forecast columns, "
                          f"got {type(forecast).__name__}")
     if lead_time_h is not None:
-        lead = _nonnegative("lead_time_h", lead_time_h)
+        lead = checks.nonnegative("lead_time_h", lead_time_h)
         if lead * HOUR_S < w:
             raise ValueError(f"lead_time_h={lead_time_h!r}: shorter than warmup_s={warmup_s!r}; "
                              "new capacity would not be warm when the hour starts")
@@ -803,7 +747,7 @@ def forecasts_at_lead(backtest_df: pd.DataFrame, model: str, lead_time_h: float)
     if not isinstance(backtest_df, pd.DataFrame) or not needed <= set(backtest_df.columns):
         raise ValueError("backtest_df: expected the DataFrame returned by "
                          "analysis.forecasting.backtest")
-    lead = _nonnegative("lead_time_h", lead_time_h)
+    lead = checks.nonnegative("lead_time_h", lead_time_h)
     g = backtest_df[backtest_df["model"] == model]
     if g.empty:
         raise ValueError(f"model={model!r}: not in backtest_df "
@@ -834,8 +778,8 @@ def issued_forecasts(series: pd.Series, model_factory, start, end, *, lead_time_
     from analysis import forecasting
 
     y = _rate_series(series, "series")
-    lead = _int("lead_time_h", lead_time_h, 0)
-    every = _int("refit_every_h", refit_every_h, 1)
+    lead = checks.integer("lead_time_h", lead_time_h, 0)
+    every = checks.integer("refit_every_h", refit_every_h, 1)
     t0, t1 = pd.Timestamp(start), pd.Timestamp(end)
     if t0.tzinfo is None and y.index.tz is not None:
         t0, t1 = t0.tz_localize(y.index.tz), t1.tz_localize(y.index.tz)
@@ -897,9 +841,9 @@ def evaluate_policy(demand: pd.Series, servers, service_rate, slo: SLO, *, name:
     """
     if not isinstance(slo, SLO):
         raise ValueError(f"slo: expected an SLO, got {type(slo).__name__}")
-    mu = _positive("service_rate", service_rate)
+    mu = checks.positive("service_rate", service_rate)
     slo.check_feasible(mu)
-    price = _nonnegative("price_per_server_hour", price_per_server_hour)
+    price = checks.nonnegative("price_per_server_hour", price_per_server_hour)
     w = _instance_warmup(servers, warmup_s)
     pieces = _align(demand, servers)
     dem = _rate_series(demand, "demand")
@@ -1019,13 +963,7 @@ def _pooled_quantile(tab: pd.DataFrame, mu: float, q: float) -> float:
     pw = tab["p_wait"].to_numpy()[ok]
     target = (1.0 - q) - over_share
     upper = -math.log(max(target, 1e-300)) / min(mu, float(th.min()))
-
-    def f(x):
-        return float(np.dot(wgt, _response_survival_vec(x, mu, th, pw))) - target
-    hi = max(upper, 1e-9)
-    while f(hi) > 0:
-        hi *= 2.0
-    return optimize.brentq(f, 0.0, hi, xtol=1e-12, rtol=1e-12, maxiter=500)
+    return _mixture_quantile(mu, th, pw, wgt, target, upper)
 
 
 def _pooled_mean_wait(tab: pd.DataFrame) -> float:
@@ -1078,11 +1016,11 @@ def compressed_pieces(demand: pd.Series, servers, service_rate, *, segment_s: fl
     simulated and a long replay only fills the queue. segment_s = interval_s (3600 for hourly
     demand) reproduces the uncompressed system (no settling). ``attrs["max_in_system"]``: the cap.
     """
-    mu = _positive("service_rate", service_rate)
-    seg = _positive("segment_s", segment_s)
-    mn = _positive("min_piece_s", min_piece_s)
-    sf = _nonnegative("settle_factor", settle_factor)
-    ms = _nonnegative("max_settle_s", max_settle_s)
+    mu = checks.positive("service_rate", service_rate)
+    seg = checks.positive("segment_s", segment_s)
+    mn = checks.positive("min_piece_s", min_piece_s)
+    sf = checks.nonnegative("settle_factor", settle_factor)
+    ms = checks.nonnegative("max_settle_s", max_settle_s)
     pieces = _align(demand, servers)
     d_step = _step_seconds(_rate_series(demand).index, "demand", default=HOUR_S)
     if seg > d_step:
@@ -1094,7 +1032,7 @@ def compressed_pieces(demand: pd.Series, servers, service_rate, *, segment_s: fl
     if max_in_system is None:
         cap = _default_cap(c_max, mu)
     else:
-        cap = _int("max_in_system", max_in_system, c_max)
+        cap = checks.integer("max_in_system", max_in_system, c_max)
     over = _utilisation(rate, c, mu) >= 1.0
     tau = _relaxation_s(rate, c, mu)
     measure = np.minimum(np.where(over, mn, np.maximum(d * seg / d_step, mn)), d)
@@ -1283,11 +1221,11 @@ def simulate_policy(demand: pd.Series, servers, service_rate, slo: SLO, *, name:
     """
     if not isinstance(slo, SLO):
         raise ValueError(f"slo: expected an SLO, got {type(slo).__name__}")
-    mu = _positive("service_rate", service_rate)
+    mu = checks.positive("service_rate", service_rate)
     slo.check_feasible(mu)
-    reps = _int("replications", replications, 1)
-    seed = _int("seed", seed, 0)
-    price = _nonnegative("price_per_server_hour", price_per_server_hour)
+    reps = checks.integer("replications", replications, 1)
+    seed = checks.integer("seed", seed, 0)
+    price = checks.nonnegative("price_per_server_hour", price_per_server_hour)
     w_inst = _instance_warmup(servers, warmup_s)
     plan = compressed_pieces(demand, servers, mu, segment_s=segment_s, min_piece_s=min_piece_s,
                              settle_factor=settle_factor, max_settle_s=max_settle_s,
@@ -1300,7 +1238,7 @@ def simulate_policy(demand: pd.Series, servers, service_rate, slo: SLO, *, name:
         if math.isfinite(tau0):
             warm = max(warm, min(settle_factor * tau0, max_settle_s))
     else:
-        warm = _nonnegative("sim_warmup_s", sim_warmup_s)
+        warm = checks.nonnegative("sim_warmup_s", sim_warmup_s)
     expected = float((plan["rate"] * plan["sim_s"]).sum() + plan["rate"].iloc[0] * warm)
     if expected > 5e7:
         raise ValueError(f"segment_s={segment_s!r}: the plan would simulate ~{expected:.3g} "
@@ -1518,7 +1456,7 @@ def savings_against(frontier: pd.DataFrame, baseline: str, *, by: str = "attainm
         raise ValueError(f"baseline={baseline!r}: not in the frontier (policies: {list(f.index)})")
     if by not in f.columns:
         raise ValueError(f"by={by!r}: not a frontier column (e.g. attainment, attainment_analytic)")
-    tol = _nonnegative("attainment_tolerance", attainment_tolerance)
+    tol = checks.nonnegative("attainment_tolerance", attainment_tolerance)
     b = f.loc[baseline]
     out = pd.DataFrame({
         "cost": f["cost"],

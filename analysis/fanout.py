@@ -37,7 +37,6 @@ one leaf's extreme queue. tests/test_fanout.py shows these effects.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -45,9 +44,10 @@ import ciw
 import numpy as np
 import pandas as pd
 
+from analysis import checks
 from analysis.topology import (
-    DEFAULT_MAX_IN_SYSTEM, CompiledModel, Dist, RateSchedule, Service, _GraphRouter, _integer,
-    _name, _positive, as_dist,
+    CompiledModel, Dist, Service, _ArrivalStream, _check_load, _GraphRouter, _system_capacity,
+    _traffic_row,
 )
 
 __all__ = ["FanOut", "BACKGROUND_CLASS"]
@@ -56,7 +56,7 @@ BACKGROUND_CLASS = "background"
 
 
 @dataclass(frozen=True, eq=False)
-class FanOut:
+class FanOut(_ArrivalStream):
     """A fork-join request pattern over named leaf :class:`Service` objects (module docstring).
 
     ``rate``: fan-out requests/s (a number, a RateSchedule or a pandas Series of rates), or
@@ -75,7 +75,7 @@ class FanOut:
     max_in_system: int | None = None
 
     def __post_init__(self):
-        name = _name("FanOut name", self.name)
+        name = checks.nonempty_string("FanOut name", self.name)
         if name == BACKGROUND_CLASS:
             raise ValueError(f"FanOut name must not be {BACKGROUND_CLASS!r} (reserved)")
         leaves = (self.leaves,) if isinstance(self.leaves, Service) else tuple(self.leaves)
@@ -99,22 +99,10 @@ class FanOut:
         if dup:
             raise ValueError(f"duplicate fan-out leaf name(s): {dup}")
         object.__setattr__(self, "leaves", leaves)
-        if (self.rate is None) == (self.interarrival is None):
-            raise ValueError("FanOut: give exactly one of rate (requests/s) and interarrival")
-        if self.rate is not None:
-            rate = self.rate
-            if isinstance(rate, pd.Series):
-                rate = RateSchedule.from_series(rate)
-            if not isinstance(rate, RateSchedule):
-                rate = _positive("FanOut rate", rate)
-            object.__setattr__(self, "rate", rate)
-        else:
-            d = as_dist("FanOut interarrival", self.interarrival)
-            if d.mean <= 0:
-                raise ValueError("FanOut interarrival mean must be > 0 seconds")
+        self._check_stream("FanOut", "FanOut ")
         k = len(leaves)
         if self.quorum is not None:
-            q = _integer("FanOut quorum", self.quorum, 1)
+            q = checks.integer("FanOut quorum", self.quorum, 1)
             if q > k:
                 raise ValueError(f"FanOut quorum={q} is larger than the number of leaves ({k})")
         if not isinstance(self.background, Mapping):
@@ -124,10 +112,10 @@ class FanOut:
         for leaf, r in self.background.items():
             if leaf not in names:
                 raise ValueError(f"FanOut background: unknown leaf {leaf!r} (leaves: {names})")
-            bg[leaf] = _positive(f"FanOut background rate at {leaf!r}", r)
+            bg[leaf] = checks.positive(f"FanOut background rate at {leaf!r}", r)
         object.__setattr__(self, "background", bg)
         if self.max_in_system is not None:
-            _integer("max_in_system", self.max_in_system, 1)
+            checks.integer("max_in_system", self.max_in_system, 1)
 
     @property
     def k(self) -> int:
@@ -143,18 +131,6 @@ class FanOut:
     def names(self) -> list[str]:
         return [leaf.name for leaf in self.leaves]
 
-    def mean_rate(self, horizon: float | None = None) -> float:
-        """Average fan-out request rate (requests/s), over [0, horizon] for a schedule."""
-        if isinstance(self.rate, RateSchedule):
-            if horizon is not None:
-                return self.rate.mean_rate(0.0, horizon)
-            if self.rate.period is not None:
-                return self.rate.mean_rate(0.0, self.rate.period)
-            return self.rate.rates[-1]
-        if self.rate is not None:
-            return float(self.rate)
-        return 1.0 / self.interarrival.mean
-
     def traffic(self, horizon: float | None = None) -> pd.DataFrame:
         """Per-leaf arrival_rate (fan-out + background, requests/s), mean_service (s), servers,
         capacity (requests/s) and utilisation."""
@@ -163,31 +139,12 @@ class FanOut:
         for leaf in self.leaves:
             arrival = lam + self.background.get(leaf.name, 0.0)
             m = leaf.service_time.mean
-            servers = leaf.mean_servers
-            capacity = servers / m if m > 0 else math.inf
-            util = arrival * m / servers if servers not in (0.0, math.inf) else 0.0
-            rows.append(dict(service=leaf.name, arrival_rate=arrival, mean_service=m,
-                             servers=servers, capacity=capacity, utilisation=util))
+            rows.append(_traffic_row(leaf, arrival, m, arrival * m))
         return pd.DataFrame(rows).set_index("service")
 
     def check(self, horizon: float | None = None, allow_overload: bool = False) -> pd.DataFrame:
         """Raise ValueError naming the first leaf with utilisation >= 1 (unless allow_overload)."""
-        table = self.traffic(horizon)
-        if not allow_overload:
-            for name, row in table.iterrows():
-                if row["utilisation"] >= 1.0:
-                    raise ValueError(
-                        f"service {name!r}: utilisation {row['utilisation']:.3g} >= 1 (arrival "
-                        f"{row['arrival_rate']:.4g} req/s, capacity {row['capacity']:.4g} req/s); "
-                        "pass allow_overload=True with a bounded horizon for a transient study")
-        return table
-
-    def _arrival_dist(self):
-        if isinstance(self.rate, RateSchedule):
-            return self.rate.to_ciw()
-        if self.rate is not None:
-            return ciw.dists.Exponential(float(self.rate))
-        return self.interarrival.to_ciw()
+        return _check_load(self.traffic(horizon), allow_overload)
 
     def compile(self, *, overloaded: bool = False) -> CompiledModel:
         """Build the ciw network: one node per leaf, all fed by one shared arrival stream."""
@@ -200,24 +157,19 @@ class FanOut:
                 ciw.dists.Exponential(self.background[n]) if n in self.background else None
                 for n in self.names]
         service = {c: [leaf.service_time.to_ciw() for leaf in self.leaves] for c in classes}
-        servers = [ciw.Schedule([c for c, _ in leaf.schedule], [e for _, e in leaf.schedule])
-                   if leaf.schedule else leaf.servers for leaf in self.leaves]
+        servers = [leaf._ciw_servers() for leaf in self.leaves]
         router = _GraphRouter([None] * k, {}, {}, {}, None)
-        cap = self.max_in_system
-        if cap is None and overloaded:
-            cap = DEFAULT_MAX_IN_SYSTEM
         network = ciw.create_network(
             arrival_distributions=arrival,
             service_distributions=service,
             number_of_servers=servers,
             routing={c: router for c in classes},
-            system_capacity=cap if cap is not None else math.inf,
+            system_capacity=_system_capacity(self.max_in_system, overloaded),
         )
         plan = _FanoutPlan(leaf_nodes=list(range(1, k + 1)), request_class=self.name,
                            quorum=self.replies_needed)
         return CompiledModel(network=network, node_names=self.names, class_names=classes,
-                             servers=[leaf.schedule if leaf.schedule else leaf.servers
-                                      for leaf in self.leaves],
+                             servers=[leaf.server_spec for leaf in self.leaves],
                              fanout=plan)
 
 

@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis import checks
 from analysis.fanout import FanOut, join_requests
 from analysis.topology import END_TO_END, CompiledModel, ServiceGraph
 
@@ -80,8 +81,8 @@ _KIND = {"service": 0, "renege": 1, "rejection": 2, "incomplete": 3, "interrupte
 def replication_seeds(seed: int, replications: int) -> list[int]:
     """Seeds of replications 0..n-1: numpy SeedSequence(seed).spawn(n), one 63-bit int each.
     Replication i's seed does not depend on n."""
-    seed = _check_int("seed", seed, 0)
-    replications = _check_int("replications", replications, 1)
+    seed = checks.integer("seed", seed, 0)
+    replications = checks.integer("replications", replications, 1)
     children = np.random.SeedSequence(seed).spawn(replications)
     return [int(c.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)) for c in children]
 
@@ -136,12 +137,6 @@ class TrialResult:
 # ----------------------------------------------------------------------------------------------
 # validation
 # ----------------------------------------------------------------------------------------------
-
-def _check_int(what, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{what} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
 
 def _check_time(what, value, allow_zero):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
@@ -590,7 +585,7 @@ def _run_tasks(tasks, executor, max_workers, progress) -> list:
 
 def _check_executor(executor, max_workers):
     if max_workers is not None:
-        _check_int("max_workers", max_workers, 1)
+        checks.integer("max_workers", max_workers, 1)
     if isinstance(executor, str):
         if executor not in ("serial", "processes"):
             raise ValueError(f"executor must be 'serial', 'processes', a concurrent.futures."
@@ -640,7 +635,7 @@ def run_trials(model, replications: int = 10, horizon: float = 1000.0, warmup: f
     if not isinstance(model, (ServiceGraph, FanOut, ciw.Network)):
         raise ValueError(f"model must be a ServiceGraph, a FanOut or a ciw.Network, "
                          f"got {type(model).__name__}")
-    replications = _check_int("replications", replications, 1)
+    replications = checks.integer("replications", replications, 1)
     horizon = _check_time("horizon", horizon, allow_zero=False)
     warmup = _check_time("warmup", warmup, allow_zero=True)
     if warmup >= horizon:

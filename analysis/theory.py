@@ -31,13 +31,14 @@ References
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 import pandas as pd
 from scipy import optimize, special, stats
+
+from analysis import checks
 
 __all__ = [
     "erlang_b", "erlang_c",
@@ -60,65 +61,6 @@ __all__ = [
 # Input validation (every public function checks its arguments before computing anything)
 # --------------------------------------------------------------------------------------------
 
-def _real(name: str, value) -> float:
-    """A finite real number (bools and non-numbers rejected)."""
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        value = value.item()
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    v = float(value)
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return v
-
-
-def _positive(name: str, value) -> float:
-    v = _real(name, value)
-    if v <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return v
-
-
-def _nonnegative(name: str, value) -> float:
-    v = _real(name, value)
-    if v < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return v
-
-
-def _integer(name: str, value, minimum: int = 1) -> int:
-    """An integer >= minimum. Python and numpy integers, and integral floats such as 4.0, are
-    accepted; bools, fractional and non-finite values are not."""
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        value = value.item()
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got a bool ({value!r})")
-    if isinstance(value, numbers.Integral):
-        v = int(value)
-    elif (isinstance(value, numbers.Real) and math.isfinite(float(value))
-          and float(value).is_integer()):
-        v = int(value)
-    else:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if v < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return v
-
-
-def _open_probability(name: str, value) -> float:
-    v = _real(name, value)
-    if not 0.0 < v < 1.0:
-        raise ValueError(f"{name} must be a probability strictly between 0 and 1, got {value!r}")
-    return v
-
-
-def _closed_probability(name: str, value) -> float:
-    v = _real(name, value)
-    if not 0.0 <= v <= 1.0:
-        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
-    return v
-
-
 def _stable(arrival_rate: float, service_rate: float, servers: int) -> float:
     rho = arrival_rate / (servers * service_rate)
     if rho >= 1.0:
@@ -134,7 +76,7 @@ def _vector(name: str, values, length: int | None = None) -> np.ndarray:
     if isinstance(values, (str, bytes)):
         raise ValueError(f"{name} must be a sequence of numbers, got {values!r}")
     if np.ndim(values) == 0 and length is not None:
-        return np.full(length, _real(name, values))
+        return np.full(length, checks.real(name, values))
     try:
         arr = np.asarray(values, dtype=float)
     except (TypeError, ValueError):
@@ -196,8 +138,8 @@ def erlang_b(servers, offered_load) -> float:
     time, in Erlangs (> 0). Computed with the stable recursion B(k) = A B(k-1) / (k + A B(k-1)),
     so it neither overflows nor loses accuracy for c in the tens of thousands.
     """
-    c = _integer("servers", servers)
-    a = _positive("offered_load", offered_load)
+    c = checks.integer("servers", servers)
+    a = checks.positive("offered_load", offered_load)
     return _erlang_b_from(a, c)
 
 
@@ -207,8 +149,8 @@ def erlang_c(servers, offered_load) -> float:
     servers: c (integer >= 1); offered_load: A in Erlangs, 0 < A < c (utilisation A/c < 1).
     Computed from Erlang B: C = B / (1 - (A/c)(1 - B)).
     """
-    c = _integer("servers", servers)
-    a = _positive("offered_load", offered_load)
+    c = checks.integer("servers", servers)
+    a = checks.positive("offered_load", offered_load)
     if a >= c:
         raise ValueError(f"utilisation offered_load/servers = {a / c:.6g} >= 1 "
                          f"(offered_load={a:g}, servers={c}): the queue has no steady state")
@@ -220,9 +162,9 @@ def erlang_c(servers, offered_load) -> float:
 # --------------------------------------------------------------------------------------------
 
 def _mmc_args(arrival_rate, service_rate, servers) -> tuple[float, float, int, float]:
-    lam = _positive("arrival_rate", arrival_rate)
-    mu = _positive("service_rate", service_rate)
-    c = _integer("servers", servers)
+    lam = checks.positive("arrival_rate", arrival_rate)
+    mu = checks.positive("service_rate", service_rate)
+    c = checks.integer("servers", servers)
     rho = _stable(lam, mu, c)
     return lam, mu, c, rho
 
@@ -259,7 +201,7 @@ def mmc_prob_wait_exceeds(arrival_rate, service_rate, servers, t) -> float:
     Rates in requests/s, t in seconds (>= 0). At t = 0 this is the Erlang C probability.
     """
     lam, mu, c, _ = _mmc_args(arrival_rate, service_rate, servers)
-    t = _nonnegative("t", t)
+    t = checks.nonnegative("t", t)
     p_wait = _c_from_b(_erlang_b_from(lam / mu, c), lam / mu, c)
     return p_wait * math.exp(-(c * mu - lam) * t)
 
@@ -271,7 +213,7 @@ def mmc_wait_quantile(arrival_rate, service_rate, servers, q) -> float:
     ln(C / (1 - q)) / (c mu - lambda). q in (0, 1).
     """
     lam, mu, c, _ = _mmc_args(arrival_rate, service_rate, servers)
-    q = _open_probability("q", q)
+    q = checks.open_unit("q", q)
     p_wait = _c_from_b(_erlang_b_from(lam / mu, c), lam / mu, c)
     if 1.0 - q >= p_wait:
         return 0.0
@@ -298,7 +240,7 @@ def mmc_response_survival(arrival_rate, service_rate, servers, t) -> float:
     independent of the Exponential(mu) service; the case c mu - lambda == mu is handled.
     """
     lam, mu, c, _ = _mmc_args(arrival_rate, service_rate, servers)
-    t = _nonnegative("t", t)
+    t = checks.nonnegative("t", t)
     p_wait = _c_from_b(_erlang_b_from(lam / mu, c), lam / mu, c)
     return _response_survival(t, mu, c * mu - lam, p_wait)
 
@@ -310,7 +252,7 @@ def mmc_response_quantile(arrival_rate, service_rate, servers, q) -> float:
     mmc_response_survival); q in (0, 1). For c = 1 this is -ln(1-q)/(mu - lambda).
     """
     lam, mu, c, _ = _mmc_args(arrival_rate, service_rate, servers)
-    q = _open_probability("q", q)
+    q = checks.open_unit("q", q)
     p_wait = _c_from_b(_erlang_b_from(lam / mu, c), lam / mu, c)
     theta = c * mu - lam
     target = 1.0 - q
@@ -330,8 +272,8 @@ def mmc_response_quantile(arrival_rate, service_rate, servers, q) -> float:
 # --------------------------------------------------------------------------------------------
 
 def _staff(arrival_rate, service_rate, accept) -> int:
-    lam = _positive("arrival_rate", arrival_rate)
-    mu = _positive("service_rate", service_rate)
+    lam = checks.positive("arrival_rate", arrival_rate)
+    mu = checks.positive("service_rate", service_rate)
     a = lam / mu
     for c, b in _erlang_b_sequence(a, math.floor(a) + 1):
         if c <= a:  # guard against floating-point ties at an integer load
@@ -346,13 +288,13 @@ def servers_for_wait_probability(arrival_rate, service_rate, target) -> int:
 
     Rates in requests/s. Always at least floor(lambda/mu) + 1 (a stable queue).
     """
-    target = _open_probability("target", target)
+    target = checks.open_unit("target", target)
     return _staff(arrival_rate, service_rate, lambda c, pw, lam, mu: pw <= target)
 
 
 def servers_for_mean_wait(arrival_rate, service_rate, target_wait) -> int:
     """Least number of servers c whose M/M/c mean wait in queue is <= target_wait (seconds, > 0)."""
-    target_wait = _positive("target_wait", target_wait)
+    target_wait = checks.positive("target_wait", target_wait)
     return _staff(arrival_rate, service_rate,
                   lambda c, pw, lam, mu: pw / (c * mu - lam) <= target_wait)
 
@@ -362,8 +304,8 @@ def servers_for_wait_exceeding(arrival_rate, service_rate, t, target_prob) -> in
 
     t in seconds (>= 0), target_prob in (0, 1). P(W > t) = C exp(-(c mu - lambda) t).
     """
-    t = _nonnegative("t", t)
-    target_prob = _open_probability("target_prob", target_prob)
+    t = checks.nonnegative("t", t)
+    target_prob = checks.open_unit("target_prob", target_prob)
     return _staff(arrival_rate, service_rate,
                   lambda c, pw, lam, mu: pw * math.exp(-(c * mu - lam) * t) <= target_prob)
 
@@ -374,8 +316,8 @@ def square_root_staffing(offered_load, beta) -> int:
     beta >= 0 is the quality-of-service parameter (see halfin_whitt_beta); beta = 0 gives the
     critically loaded ceil(R). A 1e-9 tolerance stops float noise from adding a server.
     """
-    r = _positive("offered_load", offered_load)
-    beta = _nonnegative("beta", beta)
+    r = checks.positive("offered_load", offered_load)
+    beta = checks.nonnegative("beta", beta)
     return max(1, math.ceil(r + beta * math.sqrt(r) - 1e-9))
 
 
@@ -384,7 +326,7 @@ def halfin_whitt_alpha(beta) -> float:
 
     The limit of Erlang C when c = R + beta sqrt(R) and R -> infinity (beta > 0).
     """
-    beta = _positive("beta", beta)
+    beta = checks.positive("beta", beta)
     return _hw_alpha(beta)
 
 
@@ -399,7 +341,7 @@ def halfin_whitt_beta(p_wait) -> float:
     Solves alpha = [1 + beta Phi(beta)/phi(beta)]^-1 for beta > 0; use with
     square_root_staffing(R, beta) for large pools (Halfin & Whitt 1981).
     """
-    p = _open_probability("p_wait", p_wait)
+    p = checks.open_unit("p_wait", p_wait)
     target = math.log(p)
 
     def f(b: float) -> float:
@@ -422,9 +364,9 @@ def mg1_mean_wait(arrival_rate, mean_service, service_scv) -> float:
     W = rho E[S] (1 + scv) / (2 (1 - rho)), rho = lambda E[S] < 1.
     (scv = 1: M/M/1; scv = 0: M/D/1, half the M/M/1 wait.)
     """
-    lam = _positive("arrival_rate", arrival_rate)
-    es = _positive("mean_service", mean_service)
-    scv = _nonnegative("service_scv", service_scv)
+    lam = checks.positive("arrival_rate", arrival_rate)
+    es = checks.positive("mean_service", mean_service)
+    scv = checks.nonnegative("service_scv", service_scv)
     rho = _stable(lam, 1.0 / es, 1)
     return rho * es * (1.0 + scv) / (2.0 * (1.0 - rho))
 
@@ -446,10 +388,10 @@ def kingman_wait(arrival_rate, service_rate, arrival_scv, service_scv) -> float:
     coefficients of variation ca^2 (inter-arrival) and cs^2 (service) >= 0. Exact for M/M/1
     (ca^2 = cs^2 = 1) and for M/G/1 (ca^2 = 1).
     """
-    lam = _positive("arrival_rate", arrival_rate)
-    mu = _positive("service_rate", service_rate)
-    ca2 = _nonnegative("arrival_scv", arrival_scv)
-    cs2 = _nonnegative("service_scv", service_scv)
+    lam = checks.positive("arrival_rate", arrival_rate)
+    mu = checks.positive("service_rate", service_rate)
+    ca2 = checks.nonnegative("arrival_scv", arrival_scv)
+    cs2 = checks.nonnegative("service_scv", service_scv)
     rho = _stable(lam, mu, 1)
     return rho / (1.0 - rho) * (ca2 + cs2) / 2.0 / mu
 
@@ -576,12 +518,12 @@ def jackson_network(external_rates, service_rates, servers, routing, names=None)
         if v <= 0:
             raise ValueError(f"service_rates[{i}] must be > 0, got {v!r}")
     if np.ndim(servers) == 0:
-        c = [_integer("servers", servers)] * n
+        c = [checks.integer("servers", servers)] * n
     else:
         if isinstance(servers, (str, bytes)) or len(servers) != n:
             raise ValueError(f"servers must be one integer or {n} integers (one per node), "
                              f"got {servers!r}")
-        c = [_integer(f"servers[{i}]", s) for i, s in enumerate(servers)]
+        c = [checks.integer(f"servers[{i}]", s) for i, s in enumerate(servers)]
     if names is None:
         names = [f"node{i}" for i in range(n)]
     else:
@@ -634,11 +576,11 @@ def littles_law(L=None, arrival_rate=None, W=None) -> float:
         raise ValueError("littles_law needs exactly two of L, arrival_rate and W, got "
                          f"{sorted(given) or 'none'}")
     if L is None:
-        return _nonnegative("arrival_rate", arrival_rate) * _nonnegative("W", W)
-    L = _nonnegative("L", L)
+        return checks.nonnegative("arrival_rate", arrival_rate) * checks.nonnegative("W", W)
+    L = checks.nonnegative("L", L)
     if arrival_rate is None:
-        return L / _positive("W", W)
-    return L / _positive("arrival_rate", arrival_rate)
+        return L / checks.positive("W", W)
+    return L / checks.positive("arrival_rate", arrival_rate)
 
 
 # --------------------------------------------------------------------------------------------
@@ -650,8 +592,8 @@ def fanout_prob_slow(n, p) -> float:
 
     n: leaves (integer >= 1); p: probability that one leaf is slow, in [0, 1].
     """
-    n = _integer("n", n)
-    p = _closed_probability("p", p)
+    n = checks.integer("n", n)
+    p = checks.unit_interval("p", p)
     if p == 1.0:
         return 1.0
     return -math.expm1(n * math.log1p(-p))
@@ -664,8 +606,8 @@ def fanout_max_quantile(dist, n, q) -> float:
     through the upper tail (isf of 1 - q^(1/n), via expm1) so it stays accurate for large n.
     """
     dist = _dist("dist", dist)
-    n = _integer("n", n)
-    q = _open_probability("q", q)
+    n = checks.integer("n", n)
+    q = checks.open_unit("q", q)
     return float(dist.isf(-math.expm1(math.log(q) / n)))
 
 
@@ -677,8 +619,8 @@ def order_statistic_cdf(F, n, k):
     n >= 1; 1 <= k <= n (k = 1 fastest/min, k = n slowest/max). Evaluated as the regularised
     incomplete beta I_F(k, n-k+1), equal to the binomial sum.
     """
-    n = _integer("n", n)
-    k = _integer("k", k)
+    n = checks.integer("n", n)
+    k = checks.integer("k", k)
     if k > n:
         raise ValueError(f"k must be <= n (k={k}, n={n})")
     arr = np.asarray(F, dtype=float)
@@ -690,8 +632,8 @@ def order_statistic_cdf(F, n, k):
 
 def fanout_max_mean_exponential(n, rate) -> float:
     """Mean of the max of n iid Exponential(rate) latencies: H_n / rate seconds (H_n harmonic)."""
-    n = _integer("n", n)
-    rate = _positive("rate", rate)
+    n = checks.integer("n", n)
+    rate = checks.positive("rate", rate)
     if n <= 10_000:
         h = math.fsum(1.0 / i for i in range(1, n + 1))
     else:
@@ -707,11 +649,11 @@ def kth_fastest_quantile(dist, n, k, q) -> float:
     I_F(k, n-k+1) = q with the inverse incomplete beta function.
     """
     dist = _dist("dist", dist)
-    n = _integer("n", n)
-    k = _integer("k", k)
+    n = checks.integer("n", n)
+    k = checks.integer("k", k)
     if k > n:
         raise ValueError(f"k must be <= n (k={k}, n={n})")
-    q = _open_probability("q", q)
+    q = checks.open_unit("q", q)
     f = float(special.betaincinv(k, n - k + 1, q))
     if f <= 0.5:
         return float(dist.ppf(f))
@@ -724,9 +666,9 @@ def kth_fastest_quantile(dist, n, k, q) -> float:
 # --------------------------------------------------------------------------------------------
 
 def _supermarket_args(arrival_rate, d, service_rate) -> tuple[float, int, float]:
-    lam = _positive("arrival_rate", arrival_rate)
-    d = _integer("d", d)
-    mu = _positive("service_rate", service_rate)
+    lam = checks.positive("arrival_rate", arrival_rate)
+    d = checks.integer("d", d)
+    mu = checks.positive("service_rate", service_rate)
     rho = lam / mu
     if rho >= 1.0:
         raise ValueError(f"utilisation arrival_rate/service_rate = {rho:.6g} >= 1: the "
@@ -753,7 +695,7 @@ def supermarket_tail(arrival_rate, d, k, service_rate=1.0) -> float:
     service_rate < 1 (requests/s; Mitzenmacher 2001 uses service_rate = 1). k >= 0.
     """
     rho, d, _ = _supermarket_args(arrival_rate, d, service_rate)
-    k = _integer("k", k, minimum=0)
+    k = checks.integer("k", k, minimum=0)
     e = _supermarket_exponent(d, k)
     return 0.0 if math.isinf(e) else rho**e
 
@@ -793,9 +735,9 @@ def usl_throughput(n, lam, sigma, kappa):
     n: concurrency (scalar or array, > 0); lam: throughput at N = 1 (requests/s, > 0);
     sigma (contention) and kappa (coherency) >= 0. Returns requests/s (float or array).
     """
-    lam = _positive("lam", lam)
-    sigma = _nonnegative("sigma", sigma)
-    kappa = _nonnegative("kappa", kappa)
+    lam = checks.positive("lam", lam)
+    sigma = checks.nonnegative("sigma", sigma)
+    kappa = checks.nonnegative("kappa", kappa)
     arr = np.asarray(n, dtype=float)
     if np.any(~np.isfinite(arr)) or np.any(arr <= 0):
         raise ValueError(f"n (concurrency) must be > 0 and finite, got {n!r}")

@@ -76,6 +76,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis import checks
+
 __all__ = [
     "Dist", "Exponential", "Deterministic", "Uniform", "Gamma", "Lognormal", "HyperExponential",
     "Empirical", "as_dist", "RateSchedule", "Service", "Pool", "Arrivals", "CustomerClass", "Retry",
@@ -88,47 +90,6 @@ END_TO_END = "end-to-end"          # name of the end-to-end row in summaries
 DEFAULT_CLASS = "request"          # class name when none is given
 DEFAULT_MAX_IN_SYSTEM = 10_000     # safety cap for overloaded runs and graphs with retries
 _EXIT = -1
-
-
-# ----------------------------------------------------------------------------------------------
-# small validation helpers
-# ----------------------------------------------------------------------------------------------
-
-def _number(what: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{what} must be a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{what} must be finite, got {value!r}")
-    return value
-
-
-def _positive(what: str, value) -> float:
-    value = _number(what, value)
-    if value <= 0:
-        raise ValueError(f"{what} must be > 0, got {value!r}")
-    return value
-
-
-def _nonnegative(what: str, value) -> float:
-    value = _number(what, value)
-    if value < 0:
-        raise ValueError(f"{what} must be >= 0, got {value!r}")
-    return value
-
-
-def _integer(what: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{what} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{what} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _name(what: str, value) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{what} must be a non-empty string, got {value!r}")
-    return value
 
 
 # ----------------------------------------------------------------------------------------------
@@ -155,7 +116,7 @@ class Exponential(Dist):
     rate: float
 
     def __post_init__(self):
-        object.__setattr__(self, "rate", _positive("Exponential rate", self.rate))
+        object.__setattr__(self, "rate", checks.positive("Exponential rate", self.rate))
 
     @property
     def mean(self) -> float:
@@ -178,7 +139,7 @@ class Deterministic(Dist):
     value: float
 
     def __post_init__(self):
-        object.__setattr__(self, "value", _nonnegative("Deterministic value", self.value))
+        object.__setattr__(self, "value", checks.nonnegative("Deterministic value", self.value))
 
     @property
     def mean(self) -> float:
@@ -202,8 +163,8 @@ class Uniform(Dist):
     high: float
 
     def __post_init__(self):
-        low = _nonnegative("Uniform low", self.low)
-        high = _number("Uniform high", self.high)
+        low = checks.nonnegative("Uniform low", self.low)
+        high = checks.real("Uniform high", self.high)
         if high <= low:
             raise ValueError(f"Uniform high must be > low, got low={low!r}, high={high!r}")
         object.__setattr__(self, "low", low)
@@ -231,8 +192,8 @@ class Gamma(Dist):
     scv: float = 1.0
 
     def __post_init__(self):
-        object.__setattr__(self, "mean", _positive("Gamma mean", self.mean))
-        object.__setattr__(self, "scv", _positive("Gamma scv", self.scv))
+        object.__setattr__(self, "mean", checks.positive("Gamma mean", self.mean))
+        object.__setattr__(self, "scv", checks.positive("Gamma scv", self.scv))
 
     def to_ciw(self):
         return ciw.dists.Gamma(1.0 / self.scv, self.mean * self.scv)
@@ -248,8 +209,8 @@ class Lognormal(Dist):
     scv: float = 1.0
 
     def __post_init__(self):
-        object.__setattr__(self, "mean", _positive("Lognormal mean", self.mean))
-        object.__setattr__(self, "scv", _positive("Lognormal scv", self.scv))
+        object.__setattr__(self, "mean", checks.positive("Lognormal mean", self.mean))
+        object.__setattr__(self, "scv", checks.positive("Lognormal scv", self.scv))
 
     @property
     def _params(self) -> tuple[float, float]:
@@ -287,8 +248,8 @@ class HyperExponential(Dist):
     scv: float = 4.0
 
     def __post_init__(self):
-        object.__setattr__(self, "mean", _positive("HyperExponential mean", self.mean))
-        scv = _number("HyperExponential scv", self.scv)
+        object.__setattr__(self, "mean", checks.positive("HyperExponential mean", self.mean))
+        scv = checks.real("HyperExponential scv", self.scv)
         if scv < 1:
             raise ValueError(f"HyperExponential scv must be >= 1, got {scv!r} "
                              "(use Gamma or Lognormal for scv < 1)")
@@ -349,7 +310,7 @@ def as_dist(what: str, value, allow_number: bool = False) -> Dist:
     if isinstance(value, Dist):
         return value
     if allow_number and isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return Deterministic(_nonnegative(what, value))
+        return Deterministic(checks.nonnegative(what, value))
     hint = ("; a plain number means Deterministic seconds here" if allow_number else
             "; e.g. Exponential(rate=20.0) or Lognormal(mean=0.05, scv=2.0)")
     raise ValueError(f"{what} must be a distribution spec from analysis.topology "
@@ -396,7 +357,7 @@ class RateSchedule:
         if max(rates) <= 0:
             raise ValueError("RateSchedule rates must not all be zero")
         if self.period is not None:
-            period = _positive("RateSchedule period", self.period)
+            period = checks.positive("RateSchedule period", self.period)
             if period <= starts[-1]:
                 raise ValueError(f"RateSchedule period must be > the last start "
                                  f"({starts[-1]!r} s), got {period!r}")
@@ -416,8 +377,8 @@ class RateSchedule:
                              f"{type(series).__name__}")
         if series.empty:
             raise ValueError("RateSchedule.from_series: the series is empty")
-        time_scale = _positive("time_scale", time_scale)
-        rate_scale = _positive("rate_scale", rate_scale)
+        time_scale = checks.positive("time_scale", time_scale)
+        rate_scale = checks.positive("rate_scale", rate_scale)
         idx = series.index
         if isinstance(idx, pd.DatetimeIndex):
             t = (idx - idx[0]).total_seconds().to_numpy(dtype=float)
@@ -539,9 +500,9 @@ class Retry:
     on: tuple = ("timeout", "rejected")
 
     def __post_init__(self):
-        _integer("Retry max_retries", self.max_retries, 0)
+        checks.integer("Retry max_retries", self.max_retries, 0)
         object.__setattr__(self, "backoff", as_dist("Retry backoff", self.backoff, True))
-        mult = _number("Retry multiplier", self.multiplier)
+        mult = checks.real("Retry multiplier", self.multiplier)
         if mult < 1:
             raise ValueError(f"Retry multiplier must be >= 1, got {mult!r}")
         object.__setattr__(self, "multiplier", mult)
@@ -568,14 +529,14 @@ class Service:
     retry: Retry | None = None
 
     def __post_init__(self):
-        name = _name("Service name", self.name)
+        name = checks.nonempty_string("Service name", self.name)
         where = f"service {name!r}"
         servers = self.servers
         real = isinstance(servers, numbers.Real) and not isinstance(servers, bool)
         if real and servers == math.inf:
             servers = math.inf
         else:
-            servers = _integer(f"{where}: servers", servers, 1)
+            servers = checks.integer(f"{where}: servers", servers, 1)
         object.__setattr__(self, "servers", servers)
         st = self.service_time
         if st is None:
@@ -583,14 +544,14 @@ class Service:
         if isinstance(st, Mapping):
             if not st:
                 raise ValueError(f"{where}: service_time mapping is empty")
-            st = {_name(f"{where}: service_time class", k):
+            st = {checks.nonempty_string(f"{where}: service_time class", k):
                   as_dist(f"{where}: service_time[{k!r}]", v) for k, v in st.items()}
             st = tuple(sorted(st.items()))
         else:
             st = as_dist(f"{where}: service_time", st)
         object.__setattr__(self, "service_time", st)
         if self.queue_capacity is not None:
-            _integer(f"{where}: queue_capacity", self.queue_capacity, 0)
+            checks.integer(f"{where}: queue_capacity", self.queue_capacity, 0)
             object.__setattr__(self, "queue_capacity", int(self.queue_capacity))
         if self.schedule is not None:
             object.__setattr__(self, "schedule", _check_schedule(where, self.schedule))
@@ -625,6 +586,17 @@ class Service:
             start = end
         return total / start
 
+    @property
+    def server_spec(self):
+        """The servers as CompiledModel records them: the schedule tuple, or the count."""
+        return self.schedule if self.schedule else self.servers
+
+    def _ciw_servers(self):
+        """ciw's number_of_servers entry: a ciw.Schedule for a schedule, else the count."""
+        if self.schedule:
+            return ciw.Schedule([c for c, _ in self.schedule], [e for _, e in self.schedule])
+        return self.servers
+
     def _capacity_weight(self) -> float:
         if isinstance(self.service_time, Dist):
             m = self.service_time.mean
@@ -647,8 +619,8 @@ def _check_schedule(where: str, schedule) -> tuple:
     for i, item in enumerate(items):
         if len(item) != 2:
             raise ValueError(f"{where}: schedule[{i}] must be (servers, end_time), got {item!r}")
-        c = _integer(f"{where}: schedule[{i}] servers", item[0], 0)
-        end = _positive(f"{where}: schedule[{i}] end_time", item[1])
+        c = checks.integer(f"{where}: schedule[{i}] servers", item[0], 0)
+        end = checks.positive(f"{where}: schedule[{i}] end_time", item[1])
         if end <= prev:
             raise ValueError(f"{where}: schedule end times must increase, schedule[{i}] ends at "
                              f"{end!r} after {prev!r}")
@@ -669,12 +641,12 @@ class Pool:
     d: int = 2
 
     def __post_init__(self):
-        name = _name("Pool name", self.name)
+        name = checks.nonempty_string("Pool name", self.name)
         members = (self.members,) if isinstance(self.members, str) else tuple(self.members)
         if not members:
             raise ValueError(f"pool {name!r}: members must not be empty")
         for m in members:
-            _name(f"pool {name!r}: member", m)
+            checks.nonempty_string(f"pool {name!r}: member", m)
         if len(set(members)) != len(members):
             raise ValueError(f"pool {name!r}: duplicate members in {list(members)}")
         object.__setattr__(self, "members", members)
@@ -682,26 +654,23 @@ class Pool:
             raise ValueError(f"pool {name!r}: unknown policy {self.policy!r}; choose one of "
                              f"{', '.join(POLICIES)}")
         if self.policy == "power_of_d":
-            _integer(f"pool {name!r}: d", self.d, 1)
+            checks.integer(f"pool {name!r}: d", self.d, 1)
             if self.d > len(members):
                 raise ValueError(f"pool {name!r}: d={self.d} is larger than the pool "
                                  f"({len(members)} members)")
 
 
-@dataclass(frozen=True, eq=False)
-class Arrivals:
-    """External requests of ``customer_class`` entering at ``target`` (a service or pool name):
-    Poisson with ``rate`` (requests/s; a number, a :class:`RateSchedule` or a pandas Series of
-    rates indexed by time), or a renewal process with ``interarrival`` (a distribution spec)."""
-    target: str
-    rate: object = None
-    customer_class: str = DEFAULT_CLASS
-    interarrival: Dist | None = None
+class _ArrivalStream:
+    """What an arrival stream (:class:`Arrivals`, :class:`~analysis.fanout.FanOut`) has: Poisson
+    with ``rate`` (requests/s; a number or a :class:`RateSchedule`) or a renewal process with
+    ``interarrival`` (a distribution spec)."""
+    rate: object
+    interarrival: Dist | None
 
-    def __post_init__(self):
-        target = _name("Arrivals target", self.target)
-        _name(f"arrivals at {target!r}: customer_class", self.customer_class)
-        where = f"arrivals at {target!r} (class {self.customer_class!r})"
+    def _check_stream(self, where: str, prefix: str) -> None:
+        """Validate and normalise ``rate`` / ``interarrival`` in place: exactly one is given; a
+        pandas Series of rates becomes a RateSchedule; a number must be > 0; an interarrival spec
+        must have mean > 0. ``where`` starts the exactly-one message, ``prefix`` the others."""
         if (self.rate is None) == (self.interarrival is None):
             raise ValueError(f"{where}: give exactly one of rate (requests/s) and interarrival")
         if self.rate is not None:
@@ -709,12 +678,12 @@ class Arrivals:
             if isinstance(rate, pd.Series):
                 rate = RateSchedule.from_series(rate)
             if not isinstance(rate, RateSchedule):
-                rate = _positive(f"{where}: rate", rate)
+                rate = checks.positive(f"{prefix}rate", rate)
             object.__setattr__(self, "rate", rate)
         else:
-            d = as_dist(f"{where}: interarrival", self.interarrival)
+            d = as_dist(f"{prefix}interarrival", self.interarrival)
             if d.mean <= 0:
-                raise ValueError(f"{where}: interarrival mean must be > 0 seconds")
+                raise ValueError(f"{prefix}interarrival mean must be > 0 seconds")
             object.__setattr__(self, "interarrival", d)
 
     def mean_rate(self, horizon: float | None = None) -> float:
@@ -730,12 +699,33 @@ class Arrivals:
             return float(self.rate)
         return 1.0 / self.interarrival.mean
 
-    def to_ciw(self):
+    def _arrival_dist(self):
+        """The ciw inter-arrival distribution of the stream."""
         if isinstance(self.rate, RateSchedule):
             return self.rate.to_ciw()
         if self.rate is not None:
             return ciw.dists.Exponential(float(self.rate))
         return self.interarrival.to_ciw()
+
+
+@dataclass(frozen=True, eq=False)
+class Arrivals(_ArrivalStream):
+    """External requests of ``customer_class`` entering at ``target`` (a service or pool name):
+    Poisson with ``rate`` (requests/s; a number, a :class:`RateSchedule` or a pandas Series of
+    rates indexed by time), or a renewal process with ``interarrival`` (a distribution spec)."""
+    target: str
+    rate: object = None
+    customer_class: str = DEFAULT_CLASS
+    interarrival: Dist | None = None
+
+    def __post_init__(self):
+        target = checks.nonempty_string("Arrivals target", self.target)
+        checks.nonempty_string(f"arrivals at {target!r}: customer_class", self.customer_class)
+        where = f"arrivals at {target!r} (class {self.customer_class!r})"
+        self._check_stream(where, f"{where}: ")
+
+    def to_ciw(self):
+        return self._arrival_dist()
 
 
 @dataclass(frozen=True)
@@ -745,7 +735,7 @@ class CustomerClass:
     priority: int = 0
 
     def __post_init__(self):
-        _name("CustomerClass name", self.name)
+        checks.nonempty_string("CustomerClass name", self.name)
         if isinstance(self.priority, bool) or not isinstance(self.priority, numbers.Integral):
             raise ValueError(f"class {self.name!r}: priority must be an integer, "
                              f"got {self.priority!r}")
@@ -892,7 +882,7 @@ class ServiceGraph:
                 if dst not in destinations:
                     raise ValueError(f"routing from {src!r}: unknown destination {dst!r} "
                                      f"(known services and pools: {sorted(destinations)})")
-                p = _number(f"routing probability {src!r} -> {dst!r}", p)
+                p = checks.real(f"routing probability {src!r} -> {dst!r}", p)
                 if p < 0 or p > 1:
                     raise ValueError(f"routing probability {src!r} -> {dst!r} must be in [0, 1], "
                                      f"got {p!r}")
@@ -907,7 +897,7 @@ class ServiceGraph:
         if not isinstance(self.preemptive, bool):
             raise ValueError(f"preemptive must be True or False, got {self.preemptive!r}")
         if self.max_in_system is not None:
-            _integer("max_in_system", self.max_in_system, 1)
+            checks.integer("max_in_system", self.max_in_system, 1)
         self._check_exits()
 
     # -- helpers ------------------------------------------------------------------------------
@@ -1004,25 +994,13 @@ class ServiceGraph:
             work = float(sum(lam.loc[s.name, c] * s.service_dist(c).mean for c in lam.columns))
             mean_service = work / arrival if arrival > 0 else float(
                 np.mean([s.service_dist(c).mean for c in lam.columns]))
-            servers = s.mean_servers
-            capacity = servers / mean_service if mean_service > 0 else math.inf
-            util = work / servers if servers not in (0.0, math.inf) else 0.0
-            rows.append(dict(service=s.name, arrival_rate=arrival, mean_service=mean_service,
-                             servers=servers, capacity=capacity, utilisation=util))
+            rows.append(_traffic_row(s, arrival, mean_service, work))
         return pd.DataFrame(rows).set_index("service")
 
     def check(self, horizon: float | None = None, allow_overload: bool = False) -> pd.DataFrame:
         """Raise ValueError naming the first service with utilisation >= 1 (unless
         ``allow_overload``); return :meth:`traffic`."""
-        table = self.traffic(horizon)
-        if not allow_overload:
-            for name, row in table.iterrows():
-                if row["utilisation"] >= 1.0:
-                    raise ValueError(
-                        f"service {name!r}: utilisation {row['utilisation']:.3g} >= 1 (arrival "
-                        f"{row['arrival_rate']:.4g} req/s, capacity {row['capacity']:.4g} req/s); "
-                        "pass allow_overload=True with a bounded horizon for a transient study")
-        return table
+        return _check_load(self.traffic(horizon), allow_overload)
 
     @property
     def has_retries(self) -> bool:
@@ -1073,8 +1051,7 @@ class ServiceGraph:
                                           s.retry.multiplier, s.retry.on)
         router = _GraphRouter(rows, pools, entry_pool, retry, backoff_id)
         service = {c: [s.service_dist(c).to_ciw() for s in self.services] for c in class_names}
-        servers = [ciw.Schedule([c for c, _ in s.schedule], [e for _, e in s.schedule])
-                   if s.schedule else s.servers for s in self.services]
+        servers = [s._ciw_servers() for s in self.services]
         queues = [s.queue_capacity if s.queue_capacity is not None else math.inf
                   for s in self.services]
         reneging = {c: [s.timeout.to_ciw() if s.timeout is not None else None
@@ -1088,9 +1065,6 @@ class ServiceGraph:
         prios = sorted({c.priority for c in self.classes})
         rank = {c.name: prios.index(c.priority) for c in self.classes}
         priority = (rank, ["resume"] * n_nodes) if self.preemptive else rank
-        cap = self.max_in_system
-        if cap is None and (overloaded or has_retry):
-            cap = DEFAULT_MAX_IN_SYSTEM
         network = ciw.create_network(
             arrival_distributions=arrival,
             service_distributions=service,
@@ -1099,10 +1073,10 @@ class ServiceGraph:
             routing={c: router for c in class_names},
             priority_classes=priority,
             reneging_time_distributions=reneging,
-            system_capacity=cap if cap is not None else math.inf,
+            system_capacity=_system_capacity(self.max_in_system, overloaded or has_retry),
         )
         node_names = names + ([None] if has_retry else [])
-        server_specs = [s.schedule if s.schedule else s.servers for s in self.services]
+        server_specs = [s.server_spec for s in self.services]
         return CompiledModel(network=network, node_names=node_names, class_names=class_names,
                              servers=server_specs + ([math.inf] if has_retry else []),
                              backoff_node=backoff_id,
@@ -1114,6 +1088,37 @@ class ServiceGraph:
         """A ready ciw.Simulation of this graph (seed with ciw.seed first), for direct ciw use."""
         table = self.check(None, allow_overload)
         return self.compile(overloaded=bool((table["utilisation"] >= 1).any())).simulation()
+
+
+def _traffic_row(service: Service, arrival: float, mean_service: float, work: float) -> dict:
+    """One row of a traffic table (ServiceGraph.traffic, FanOut.traffic): ``work`` is the offered
+    load arrival x mean service (Erlangs), spread over the service's time-averaged servers."""
+    servers = service.mean_servers
+    capacity = servers / mean_service if mean_service > 0 else math.inf
+    util = work / servers if servers not in (0.0, math.inf) else 0.0
+    return dict(service=service.name, arrival_rate=arrival, mean_service=mean_service,
+                servers=servers, capacity=capacity, utilisation=util)
+
+
+def _check_load(table: pd.DataFrame, allow_overload: bool) -> pd.DataFrame:
+    """``table`` (a traffic table), or ValueError naming its first row with utilisation >= 1
+    unless ``allow_overload``."""
+    if not allow_overload:
+        for name, row in table.iterrows():
+            if row["utilisation"] >= 1.0:
+                raise ValueError(
+                    f"service {name!r}: utilisation {row['utilisation']:.3g} >= 1 (arrival "
+                    f"{row['arrival_rate']:.4g} req/s, capacity {row['capacity']:.4g} req/s); "
+                    "pass allow_overload=True with a bounded horizon for a transient study")
+    return table
+
+
+def _system_capacity(max_in_system: int | None, bounded: bool) -> float:
+    """ciw's system_capacity: ``max_in_system``; when None, DEFAULT_MAX_IN_SYSTEM if the run
+    must be bounded (overload, retries), else unlimited."""
+    if max_in_system is not None:
+        return max_in_system
+    return DEFAULT_MAX_IN_SYSTEM if bounded else math.inf
 
 
 # ----------------------------------------------------------------------------------------------

@@ -469,34 +469,32 @@ def load_trace(path: str | os.PathLike, *, unsorted: str = "error", duplicates: 
 
 
 # ================================================================================================ NAB labels
-def _nab_json(kind: str, data_dir) -> dict | None:
+def _nab_entries(name: str, kind: str, data_dir) -> list | None:
+    """The entries of NAB trace ``name`` in the label file ``kind`` ("nab-labels",
+    "nab-windows"), or None when that file is absent; ValueError if ``name`` is not a NAB trace."""
+    ds = datasets.get(name)
+    if not ds.upstream_key:
+        raise ValueError(f"dataset {name!r} is not a NAB trace")
     path = datasets.locate(kind, data_dir)
     if path is None:
         return None
     with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+        return json.load(handle).get(ds.upstream_key, [])
 
 
 def nab_anomalies(name: str, data_dir: str | os.PathLike | None = "") -> pd.DatetimeIndex | None:
     """NAB point labels of dataset ``name`` (naive timestamps), or None when the label file is absent."""
-    ds = datasets.get(name)
-    if not ds.upstream_key:
-        raise ValueError(f"dataset {name!r} is not a NAB trace")
-    labels = _nab_json("nab-labels", data_dir)
+    labels = _nab_entries(name, "nab-labels", data_dir)
     if labels is None:
         return None
-    return pd.DatetimeIndex(pd.to_datetime(labels.get(ds.upstream_key, []), format="ISO8601"), name="timestamp")
+    return pd.DatetimeIndex(pd.to_datetime(labels, format="ISO8601"), name="timestamp")
 
 
 def nab_windows(name: str, data_dir: str | os.PathLike | None = "") -> pd.DataFrame | None:
     """NAB anomaly windows of dataset ``name`` (columns start, end), or None when the file is absent."""
-    ds = datasets.get(name)
-    if not ds.upstream_key:
-        raise ValueError(f"dataset {name!r} is not a NAB trace")
-    windows = _nab_json("nab-windows", data_dir)
-    if windows is None:
+    pairs = _nab_entries(name, "nab-windows", data_dir)
+    if pairs is None:
         return None
-    pairs = windows.get(ds.upstream_key, [])
     return pd.DataFrame({"start": pd.to_datetime([p[0] for p in pairs], format="ISO8601"),
                          "end": pd.to_datetime([p[1] for p in pairs], format="ISO8601")})
 
