@@ -21,7 +21,7 @@ def test_rejects_non_numbers_and_non_finite(bad):
 
 @pytest.mark.parametrize("check,value,text", [
     (checks.positive, 0.0, "> 0"), (checks.nonnegative, -1, ">= 0"),
-    (checks.open_unit, 1.0, "strictly between"), (checks.unit_interval, 1.5, r"\[0, 1\]"),
+    (checks.open_unit, 1.0, "strictly between 0 and 1"), (checks.unit_interval, 1.5, r"in \[0, 1\]"),
 ])
 def test_range_checks_name_argument_and_value(check, value, text):
     with pytest.raises(ValueError, match=f"arg must be {text}, got {value!r}"):
