@@ -35,15 +35,22 @@ def _outputs_to_tmp(tmp_path_factory):
         os.environ[paths.OUTPUT_ENV_VAR] = old
 
 
-def real_data_dir() -> Path | None:
-    """The real-data directory for tests, or None (tests then skip with the reason below)."""
-    env = os.environ.get(paths.DATA_ENV_VAR)
-    return Path(env) if env and Path(env).is_dir() else None
-
+# The real-data directory every real-data test reads: KIT_DATA_DIR when the caller set it, else the
+# shared copy beside the checkout (pytest_configure points KIT_DATA_DIR at it too).
+REAL_DATA = Path(os.environ.get(paths.DATA_ENV_VAR) or SHARED_DATA).resolve()
 
 REAL_DATA_SKIP_REASON = (
-    "real datasets not available: set KIT_DATA_DIR to a copy of the data (layout of shared/data) "
-    "or run `make data`; ../shared/data is absent on this machine"
+    f"real datasets not available at {REAL_DATA}: set KIT_DATA_DIR to a copy of the data "
+    "(layout of shared/data) or run `make data`"
 )
-requires_real_data = pytest.mark.skipif(real_data_dir() is None and not SHARED_DATA.is_dir(),
-                                        reason=REAL_DATA_SKIP_REASON)
+requires_real_data = pytest.mark.skipif(not REAL_DATA.is_dir(), reason=REAL_DATA_SKIP_REASON)
+
+
+@pytest.fixture
+def no_real_data(monkeypatch, tmp_path):
+    """No KIT_DATA_DIR and an empty data/external, as on a fresh clone without network."""
+    monkeypatch.delenv(paths.DATA_ENV_VAR, raising=False)
+    empty = tmp_path / "empty-external"
+    empty.mkdir()
+    monkeypatch.setattr(paths, "DATA_EXTERNAL", empty)
+    return empty

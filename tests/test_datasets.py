@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from analysis import datasets, paths
-from conftest import SHARED_DATA, requires_real_data
+from conftest import REAL_DATA, SHARED_DATA, requires_real_data
 
 README = paths.DATA / "README.md"
 FAKE_BYTES = b"timestamp,value\n2014-01-01 00:00:00,1.5\n2014-01-01 00:05:00,2.5\n"
@@ -20,16 +20,6 @@ FAKE_BYTES = b"timestamp,value\n2014-01-01 00:00:00,1.5\n2014-01-01 00:05:00,2.5
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture
-def no_data_env(monkeypatch, tmp_path):
-    """No KIT_DATA_DIR and an empty data/external, as on a fresh clone without network."""
-    monkeypatch.delenv(paths.DATA_ENV_VAR, raising=False)
-    empty = tmp_path / "empty-external"
-    empty.mkdir()
-    monkeypatch.setattr(paths, "DATA_EXTERNAL", empty)
-    return empty
 
 
 @pytest.fixture
@@ -133,7 +123,7 @@ def test_readme_lists_every_dataset():
 
 
 # ------------------------------------------------------------------------------------------------ locate
-def test_locate_without_root_or_file_returns_none(no_data_env, tmp_path):
+def test_locate_without_root_or_file_returns_none(no_real_data, tmp_path):
     assert paths.data_root("") is None
     assert datasets.locate("ecommerce-api-rps") is None
     other = tmp_path / "other-root"
@@ -180,12 +170,12 @@ def test_locate_verifies_and_caches(fake, tmp_path, monkeypatch):
 @requires_real_data
 def test_locate_every_real_file():
     for name, ds in datasets.REGISTRY.items():
-        path = datasets.locate(name, data_dir=SHARED_DATA)
+        path = datasets.locate(name, data_dir=REAL_DATA)
         assert path is not None and path.name == ds.filename, name
 
 
 # ------------------------------------------------------------------------------------------------ fetch
-def test_fetch_downloads_verifies_and_is_idempotent(fake, no_data_env, tmp_path, monkeypatch):
+def test_fetch_downloads_verifies_and_is_idempotent(fake, no_real_data, tmp_path, monkeypatch):
     opener = Opener({fake.url: FAKE_BYTES})
     monkeypatch.setattr(datasets, "_urlopen", opener)
     dest = tmp_path / "external"
@@ -204,7 +194,7 @@ def test_fetch_downloads_verifies_and_is_idempotent(fake, no_data_env, tmp_path,
     assert datasets.locate(fake.name, data_dir=dest) is not None
 
 
-def test_fetch_checksum_mismatch_keeps_no_file(fake, no_data_env, tmp_path, monkeypatch):
+def test_fetch_checksum_mismatch_keeps_no_file(fake, no_real_data, tmp_path, monkeypatch):
     bad = FAKE_BYTES.replace(b"2.5", b"2.6")
     monkeypatch.setattr(datasets, "_urlopen", Opener({fake.url: bad}))
     dest = tmp_path / "external"
@@ -216,7 +206,7 @@ def test_fetch_checksum_mismatch_keeps_no_file(fake, no_data_env, tmp_path, monk
     assert [p for p in dest.rglob("*")] == [], "the bad download, its temp file or empty folders were kept"
 
 
-def test_fetch_replaces_a_corrupt_existing_file(fake, no_data_env, tmp_path, monkeypatch):
+def test_fetch_replaces_a_corrupt_existing_file(fake, no_real_data, tmp_path, monkeypatch):
     dest = tmp_path / "external"
     _put(dest, fake, b"truncated")
     monkeypatch.setattr(datasets, "_urlopen", Opener({fake.url: FAKE_BYTES}))
@@ -238,7 +228,7 @@ def test_fetch_uses_verified_kit_data_dir_copy(fake, tmp_path, monkeypatch):
     assert opener.calls == [] and not dest.exists()
 
 
-def test_fetch_network_failure_best_effort(fake, no_data_env, tmp_path, monkeypatch, capsys):
+def test_fetch_network_failure_best_effort(fake, no_real_data, tmp_path, monkeypatch, capsys):
     opener = Opener(error=urllib.error.URLError("Temporary failure in name resolution"))
     monkeypatch.setattr(datasets, "_urlopen", opener)
     dest = tmp_path / "external"
@@ -253,7 +243,7 @@ def test_fetch_network_failure_best_effort(fake, no_data_env, tmp_path, monkeypa
     assert [p for p in dest.rglob("*")] == [], "a failed download left files or empty folders behind"
 
 
-def test_fetch_network_failure_strict_raises(fake, no_data_env, tmp_path, monkeypatch):
+def test_fetch_network_failure_strict_raises(fake, no_real_data, tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "_urlopen", Opener(error=urllib.error.HTTPError(
         fake.url, 404, "Not Found", {}, None)))
     with pytest.raises(datasets.DownloadError, match="fake-trace.*HTTP 404"):
@@ -271,17 +261,17 @@ def test_fetch_rejects_bad_arguments_before_downloading(monkeypatch, tmp_path):
 
 
 @requires_real_data
-def test_fetch_real_files_from_served_bytes(no_data_env, tmp_path, monkeypatch):
+def test_fetch_real_files_from_served_bytes(no_real_data, tmp_path, monkeypatch):
     """Serve the shared copy's bytes at the registry URLs: the result must be byte-identical and verified."""
     names = ["ecommerce-api-rps", "nab-nyc-taxi", "nab-labels"]
-    content = {datasets.REGISTRY[n].url: (SHARED_DATA / datasets.REGISTRY[n].relpath).read_bytes() for n in names}
+    content = {datasets.REGISTRY[n].url: (REAL_DATA / datasets.REGISTRY[n].relpath).read_bytes() for n in names}
     monkeypatch.setattr(datasets, "_urlopen", Opener(content))
     dest = tmp_path / "external"
     table = datasets.fetch(names, dest=dest)
     assert (table["status"] == "downloaded").all()
     for n in names:
         ds = datasets.REGISTRY[n]
-        assert (dest / ds.relpath).read_bytes() == (SHARED_DATA / ds.relpath).read_bytes()
+        assert (dest / ds.relpath).read_bytes() == (REAL_DATA / ds.relpath).read_bytes()
         assert datasets.locate(n, data_dir=dest) is not None
     assert "Microsoft Corporation" in (dest / "msft-cloud-monitoring" / "LICENSE").read_text()
     assert "Numenta" in (dest / "nab" / "LICENSE").read_text()

@@ -3,15 +3,13 @@ backtest layout (no leakage), bad inputs, and a short backtest on the real e-com
 from __future__ import annotations
 
 import math
-import os
 import warnings
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SHARED_DATA, requires_real_data
+from conftest import REAL_DATA, requires_real_data
 
 from analysis import forecasting as fc
 
@@ -361,7 +359,7 @@ def test_backtest_is_reproducible():
 # data
 
 def _real_series() -> pd.Series:
-    root = Path(os.environ.get("KIT_DATA_DIR") or SHARED_DATA)
+    root = REAL_DATA
     path = root / "msft-cloud-monitoring" / "ecommerce-api-incoming-rps" / "api-01.csv"
     if not path.is_file():
         pytest.skip(f"{path} not found")

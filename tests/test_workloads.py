@@ -10,7 +10,7 @@ import pytest
 
 from analysis import datasets, paths, workloads
 from analysis.workloads import REGULAR_GRID, load_frame, load_trace
-from conftest import SHARED_DATA, requires_real_data
+from conftest import REAL_DATA, requires_real_data
 
 MSFT_HEADER = "TimeStamp,Value,Label\n"
 
@@ -220,12 +220,12 @@ API01 = "msft-cloud-monitoring/ecommerce-api-incoming-rps/api-01.csv"
 def test_api01_strict_stops_at_the_dst_duplicate():
     with pytest.raises(ValueError, match=r"^api-01\.csv line 100: duplicate timestamp '2017-11-05T01:00:00Z' "
                                          r"\(first on line 99\)"):
-        load_trace(SHARED_DATA / API01)
+        load_trace(REAL_DATA / API01)
 
 
 @requires_real_data
 def test_api01_missing_hour_reported_not_repaired():
-    s, report = load_trace(SHARED_DATA / API01, duplicates="mean")
+    s, report = load_trace(REAL_DATA / API01, duplicates="mean")
     assert report.rows == 6192 and len(s) == 6191
     assert [(g.after, g.before, g.missing) for g in report.gaps] == [
         (pd.Timestamp("2018-03-11 01:00", tz="UTC"), pd.Timestamp("2018-03-11 03:00", tz="UTC"), 1)]
@@ -235,7 +235,7 @@ def test_api01_missing_hour_reported_not_repaired():
 
 @requires_real_data
 def test_api01_regular_grid():
-    frame, report = load_frame(SHARED_DATA / API01, **REGULAR_GRID)
+    frame, report = load_frame(REAL_DATA / API01, **REGULAR_GRID)
     s = frame["value"]
     assert len(s) == 6192 and s.index.freqstr == "h" and str(s.index.tz) == "UTC"
     assert s.index[0] == pd.Timestamp("2017-11-01", tz="UTC") and s.index[-1] == pd.Timestamp(
@@ -250,8 +250,8 @@ def test_api01_regular_grid():
 @requires_real_data
 def test_demand_real():
     with pytest.raises(ValueError, match="line 100: duplicate timestamp"):
-        workloads.demand(data_dir=SHARED_DATA)
-    w = workloads.demand(data_dir=SHARED_DATA, **REGULAR_GRID)
+        workloads.demand(data_dir=REAL_DATA)
+    w = workloads.demand(data_dir=REAL_DATA, **REGULAR_GRID)
     assert w.is_real and w.units == "requests/s" and len(w.series) == 6192
     assert w.label == "real: Microsoft cloud-monitoring e-commerce API (api-01.csv, MIT)"
     assert [p.name for p in w.files] == ["api-01.csv"]
@@ -261,7 +261,7 @@ def test_demand_real():
 
 @requires_real_data
 def test_nab_dst_duplicates():
-    path = SHARED_DATA / datasets.REGISTRY["nab-ec2-disk-write-1ef3de"].relpath
+    path = REAL_DATA / datasets.REGISTRY["nab-ec2-disk-write-1ef3de"].relpath
     with pytest.raises(ValueError, match=r"^ec2_disk_write_bytes_1ef3de\.csv line 2121: duplicate timestamp "
                                          r"'2014-03-09 03:00:00' \(first on line 2120\)"):
         load_trace(path)
@@ -273,7 +273,7 @@ def test_nab_dst_duplicates():
 
 @requires_real_data
 def test_nab_backwards_step():
-    path = SHARED_DATA / datasets.REGISTRY["nab-machine-temperature"].relpath
+    path = REAL_DATA / datasets.REGISTRY["nab-machine-temperature"].relpath
     with pytest.raises(ValueError, match=r"line 10151: timestamp '2014-01-07 02:00:00' is earlier than "
                                          r"'2014-01-07 02:55:00' on line 10150"):
         load_trace(path)
@@ -287,16 +287,16 @@ def test_nab_backwards_step():
 @requires_real_data
 def test_nab_crlf_and_labels():
     ds = datasets.REGISTRY["nab-rogue-key-hold"]
-    raw = (SHARED_DATA / ds.relpath).read_bytes()
+    raw = (REAL_DATA / ds.relpath).read_bytes()
     assert b"\r\n" in raw
-    s, report = load_trace(SHARED_DATA / ds.relpath)
+    s, report = load_trace(REAL_DATA / ds.relpath)
     assert report.rows == 1882 == len(s) and len(report.gaps) == 91
     expected = [float(line.split(b",")[1]) for line in raw.splitlines()[1:4]]
     assert s.iloc[:3].tolist() == expected
-    taxi = workloads.demand("nab-nyc-taxi", data_dir=SHARED_DATA)
+    taxi = workloads.demand("nab-nyc-taxi", data_dir=REAL_DATA)
     assert taxi.is_real and len(taxi.series) == 10320 and taxi.series.index.freqstr == "30min"
     assert taxi.series.index.tz is None and len(taxi.anomalies) == 5
-    windows = workloads.nab_windows("nab-nyc-taxi", data_dir=SHARED_DATA)
+    windows = workloads.nab_windows("nab-nyc-taxi", data_dir=REAL_DATA)
     assert len(windows) == 5 and (windows["end"] > windows["start"]).all()
 
 
@@ -382,14 +382,6 @@ def test_regenerated_synthetic_is_byte_identical(tmp_path):
     assert workloads.synthetic_checksums(tmp_path) == workloads.synthetic_checksums()
     s, _ = load_trace(regenerated)
     assert np.array_equal(s.to_numpy(), workloads.synthetic_demand().to_numpy())
-
-
-@pytest.fixture
-def no_real_data(monkeypatch, tmp_path):
-    monkeypatch.delenv(paths.DATA_ENV_VAR, raising=False)
-    empty = tmp_path / "external"
-    empty.mkdir()
-    monkeypatch.setattr(paths, "DATA_EXTERNAL", empty)
 
 
 def test_demand_falls_back_to_synthetic(no_real_data):
