@@ -405,7 +405,8 @@ def locate(name: str, data_dir: str | os.PathLike | None = "") -> Path | None:
     raise FileNotFoundError(f"dataset {name!r}: {where}, but the file {path} does not exist"
                             + (f"; found {hint} instead: point the location at the folder that holds "
                                f"{ds.source}/" if hint else "")
-                            + f" (unset {named_by.split('=', 1)[0]} for the kit's default lookup)")
+                            + (" (leave data_dir empty" if named_by.startswith("data_dir=") else
+                               f" (unset {paths.DATA_ENV_VAR}") + " for the kit's default lookup)")
 
 
 def _misplaced(root: Path, ds: Dataset) -> Path | None:
