@@ -359,3 +359,13 @@ def test_loading_code_never_unpickles_or_evaluates():
     for module in ("datasets.py", "workloads.py"):
         source = (paths.ROOT / "analysis" / module).read_text(encoding="utf-8")
         assert not re.search(r"import pickle|pickle\.|read_pickle|allow_pickle|\beval\(|\bexec\(|literal_eval", source), module
+
+
+def test_named_location_that_is_a_file_says_so(no_real_data, tmp_path, monkeypatch):
+    a_file = tmp_path / "api-01.csv"
+    a_file.write_text("TimeStamp,Value,Label\n")
+    with pytest.raises(ValueError, match=re.escape(f"data_dir={str(a_file)!r}: not a directory")):
+        datasets.locate(API.name, data_dir=a_file)
+    monkeypatch.setenv(paths.DATA_ENV_VAR, str(a_file))
+    with pytest.raises(ValueError, match=re.escape(f"{paths.DATA_ENV_VAR}={str(a_file)!r}: not a directory")):
+        datasets.locate(API.name)
