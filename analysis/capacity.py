@@ -1474,7 +1474,8 @@ def savings_against(frontier: pd.DataFrame, baseline: str, *, by: str = "attainm
 def cheapest_at_equal_slo(frontier: pd.DataFrame, baseline: str, *,
                           candidates: Sequence[str] | None = None, by: str = "attainment",
                           attainment_tolerance: float = 0.0) -> pd.Series:
-    """The cheapest policy (of ``candidates``, default all) with attainment >= the baseline's.
+    """The cheapest policy (of ``candidates``, default all) at equal SLO: attainment >= the baseline's
+    (within ``attainment_tolerance``) and not significantly worse (see :func:`cheapest_policy_meeting_slo`).
 
     Returns a Series (policy, baseline, cost, saving, saving_pct, attainment, baseline_attainment,
     ...); ValueError when none qualifies.
@@ -1486,7 +1487,7 @@ def cheapest_at_equal_slo(frontier: pd.DataFrame, baseline: str, *,
             raise ValueError(f"candidates: {unknown} not in the frontier "
                              f"(policies: {list(frontier.index)})")
         s = s[s.index.isin(list(candidates))]
-    ok = s[s["equal_or_better"]]
+    ok = s[s["equal_or_better"] & ~s["significantly_worse"]]
     if ok.empty:
         raise ValueError(f"no policy reaches the {by} of baseline={baseline!r} "
                          f"({frontier.loc[baseline, by]:.3f})")

@@ -89,3 +89,19 @@ def test_coverage_verdict_p_value_is_the_binomial_tail():
 def test_coverage_verdict_rejects_bad_input(kwargs, name):
     with pytest.raises(ValueError, match=name):
         coverage_verdict(**kwargs)
+
+
+def test_cheapest_at_equal_slo_agrees_with_the_conclusion_rule():
+    # The frontier helper and the notebook's conclusion rule must name the same policy (or none).
+    with pytest.raises(ValueError, match="no policy reaches"):
+        cap.cheapest_at_equal_slo(BUG_TABLE, "static peak", attainment_tolerance=0.01)
+    table = _frontier({
+        "static peak": (100.0, 0.99, 0.97, 1.00),
+        "reactive": (60.0, 0.985, 0.96, 1.00),
+        "predictive": (50.0, 0.99, 0.98, 1.00),
+        "hour of week": (30.0, 0.70, 0.60, 0.80),
+    })
+    best = cap.cheapest_at_equal_slo(table, "static peak", attainment_tolerance=0.01)
+    choice = cap.cheapest_policy_meeting_slo(cap.savings_against(table, "static peak", attainment_tolerance=0.01),
+                                             baseline="static peak")
+    assert best["policy"] == choice.policy == "predictive"
