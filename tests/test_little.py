@@ -30,7 +30,7 @@ def test_time_average_rejects_bad_window():
 
 def test_littles_law_and_mmc_mean_in_system():
     lam, mu, c = 24.0, 10.0, 3      # rho = 0.8
-    graph = ServiceGraph(services=[Service("api", servers=c, service_time=Exponential(mu))],
+    graph = ServiceGraph(services=[Service("api", servers=c, service_time=Exponential(rate=mu))],
                          arrivals={"api": lam})
     horizon, warmup = 1500.0, 100.0
     res = run_trials(graph, replications=8, horizon=horizon, warmup=warmup, seed=11,

@@ -17,7 +17,7 @@ from analysis.topology import (
 
 
 def svc(name, rate=10.0, servers=1, **kw):
-    return Service(name, servers, Exponential(rate), **kw)
+    return Service(name, servers, Exponential(rate=rate), **kw)
 
 
 def shop(**kw):
@@ -44,8 +44,8 @@ def _samples(spec, n=40_000, seed=11):
 
 
 @pytest.mark.parametrize("spec", [
-    Exponential(4.0), Gamma(0.5, 0.25), Gamma(0.2, 3.0), Uniform(0.1, 0.3),
-    HyperExponential(0.25, 5.0), Lognormal(0.1, 0.5), Deterministic(0.7),
+    Exponential(rate=4.0), Gamma(0.5, scv=0.25), Gamma(0.2, scv=3.0), Uniform(low=0.1, high=0.3),
+    HyperExponential(0.25, scv=5.0), Lognormal(0.1, scv=0.5), Deterministic(0.7),
     Empirical([0.1, 0.2, 0.6]),
 ])
 def test_spec_mean_and_scv_match_samples(spec):
@@ -58,24 +58,24 @@ def test_spec_mean_and_scv_match_samples(spec):
 
 
 def test_spec_scipy_equivalents():
-    for spec in (Exponential(3.0), Gamma(2.0, 0.5), Lognormal(1.5, 2.0), Uniform(1.0, 3.0)):
+    for spec in (Exponential(rate=3.0), Gamma(2.0, scv=0.5), Lognormal(1.5, scv=2.0), Uniform(low=1.0, high=3.0)):
         d = spec.scipy()
         assert d.mean() == pytest.approx(spec.mean, rel=1e-9)
         assert d.var() / d.mean() ** 2 == pytest.approx(spec.scv, rel=1e-9)
 
 
 @pytest.mark.parametrize("make, culprit", [
-    (lambda: Exponential(0.0), "Exponential rate"),
-    (lambda: Exponential(-2.0), "Exponential rate"),
-    (lambda: Exponential(float("nan")), "Exponential rate"),
-    (lambda: Exponential("fast"), "Exponential rate"),
+    (lambda: Exponential(rate=0.0), "Exponential rate"),
+    (lambda: Exponential(rate=-2.0), "Exponential rate"),
+    (lambda: Exponential(rate=float("nan")), "Exponential rate"),
+    (lambda: Exponential(rate="fast"), "Exponential rate"),
     (lambda: Deterministic(-1.0), "Deterministic value"),
-    (lambda: Uniform(2.0, 1.0), "Uniform high"),
-    (lambda: Uniform(-1.0, 1.0), "Uniform low"),
-    (lambda: Gamma(1.0, 0.0), "Gamma scv"),
+    (lambda: Uniform(low=2.0, high=1.0), "Uniform high"),
+    (lambda: Uniform(low=-1.0, high=1.0), "Uniform low"),
+    (lambda: Gamma(1.0, scv=0.0), "Gamma scv"),
     (lambda: Gamma(-1.0), "Gamma mean"),
-    (lambda: Lognormal(0.0, 1.0), "Lognormal mean"),
-    (lambda: HyperExponential(1.0, 0.5), "HyperExponential scv"),
+    (lambda: Lognormal(0.0, scv=1.0), "Lognormal mean"),
+    (lambda: HyperExponential(1.0, scv=0.5), "HyperExponential scv"),
     (lambda: Empirical([]), "Empirical values"),
     (lambda: Empirical([0.1, -0.2]), "Empirical values"),
     (lambda: Empirical([0.0, 0.0]), "Empirical values"),
@@ -107,7 +107,7 @@ def test_malformed_distributions_are_named(make, culprit):
     (dict(retry=3), "service 'api': retry must be a Retry"),
 ])
 def test_bad_service_inputs(kwargs, match):
-    base = dict(name="api", servers=1, service_time=Exponential(10.0))
+    base = dict(name="api", servers=1, service_time=Exponential(rate=10.0))
     base.update(kwargs)
     with pytest.raises(ValueError, match=match):
         Service(**base)
@@ -180,7 +180,7 @@ def test_pool_validation():
     (dict(rate=0.0), "rate must be > 0"),
     (dict(rate=-5.0), "rate must be > 0"),
     (dict(rate=None), "exactly one of rate"),
-    (dict(rate=1.0, interarrival=Exponential(1.0)), "exactly one of rate"),
+    (dict(rate=1.0, interarrival=Exponential(rate=1.0)), "exactly one of rate"),
     (dict(rate=None, interarrival=Deterministic(0.0)), "interarrival mean must be > 0"),
 ])
 def test_bad_arrivals(kwargs, match):
@@ -190,7 +190,7 @@ def test_bad_arrivals(kwargs, match):
 
 def test_classes_and_per_class_service_times():
     g = ServiceGraph(
-        [Service("api", 1, {"gold": Exponential(20.0), "bronze": Exponential(10.0)})],
+        [Service("api", 1, {"gold": Exponential(rate=20.0), "bronze": Exponential(rate=10.0)})],
         [Arrivals("api", rate=3.0, customer_class="gold"),
          Arrivals("api", rate=4.0, customer_class="bronze")],
         classes={"gold": 0, "bronze": 5})
@@ -198,7 +198,7 @@ def test_classes_and_per_class_service_times():
     assert t.loc["api", "utilisation"] == pytest.approx(3 / 20 + 4 / 10)
     with pytest.raises(ValueError,
                        match=r"service 'api': no service_time for class\(es\) \['bronze'\]"):
-        ServiceGraph([Service("api", 1, {"gold": Exponential(20.0)})],
+        ServiceGraph([Service("api", 1, {"gold": Exponential(rate=20.0)})],
                      [Arrivals("api", rate=3.0, customer_class="gold"),
                       Arrivals("api", rate=4.0, customer_class="bronze")])
     with pytest.raises(ValueError, match="two arrival streams for class 'gold'"):
@@ -237,7 +237,7 @@ def test_overload_error_names_the_service_with_numbers():
 
 
 def test_pool_splits_in_traffic_equations():
-    members = [Service("big", 4, Exponential(1.0)), Service("small", 1, Exponential(1.0))]
+    members = [Service("big", 4, Exponential(rate=1.0)), Service("small", 1, Exponential(rate=1.0))]
     for policy, expected in (("random", [0.5, 0.5]), ("round_robin", [0.5, 0.5]),
                              ("capacity_weighted", [0.8, 0.2]), ("jsq", [0.8, 0.2])):
         g = ServiceGraph(members, [Arrivals("pool", rate=2.0)],
@@ -249,7 +249,7 @@ def test_pool_splits_in_traffic_equations():
 
 
 def test_schedule_mean_servers_and_capacity():
-    s = Service("api", 1, Exponential(2.0), schedule=[(1, 100.0), (3, 200.0), (2, 400.0)])
+    s = Service("api", 1, Exponential(rate=2.0), schedule=[(1, 100.0), (3, 200.0), (2, 400.0)])
     assert s.mean_servers == pytest.approx((100 + 300 + 400) / 400)
     g = ServiceGraph([s], {"api": 3.0})
     assert g.traffic().loc["api", "utilisation"] == pytest.approx(3.0 / (2.0 * 2.0))
@@ -344,7 +344,7 @@ def test_balancer_choices():
 def test_compiled_network_runs_in_plain_ciw():
     g = shop(services=[svc("frontend", 100.0, 2), svc("catalog", 80.0),
                        svc("checkout", 50.0, queue_capacity=5,
-                           retry=Retry(1, backoff=Exponential(10.0))),
+                           retry=Retry(1, backoff=Exponential(rate=10.0))),
                        svc("payments", 40.0, timeout=0.5)])
     model = g.compile()
     assert model.node_names == ["frontend", "catalog", "checkout", "payments", None]
@@ -364,10 +364,10 @@ def test_selective_node_updates_follow_ciw_full_updates_exactly():
     class FullUpdates(_KitSimulation):
         event_and_return_nextnode = ciw.Simulation.event_and_return_nextnode
 
-    members = [Service(f"w{i}", 1, Exponential(1.2), queue_capacity=4, timeout=Exponential(0.5),
-                       retry=Retry(2, backoff=Exponential(2.0), multiplier=2.0)) for i in range(3)]
+    members = [Service(f"w{i}", 1, Exponential(rate=1.2), queue_capacity=4, timeout=Exponential(rate=0.5),
+                       retry=Retry(2, backoff=Exponential(rate=2.0), multiplier=2.0)) for i in range(3)]
     g = ServiceGraph(
-        members + [Service("db", 2, Gamma(0.3, 0.5), schedule=[(1, 20.0), (3, 50.0)]),
+        members + [Service("db", 2, Gamma(0.3, scv=0.5), schedule=[(1, 20.0), (3, 50.0)]),
                    Service("cache", math.inf, Deterministic(0.05))],
         [Arrivals("web", rate=RateSchedule((0.0, 30.0), (1.5, 3.5), period=60.0),
                   customer_class="gold"),
