@@ -28,12 +28,8 @@ from analysis.topology import (
 
 
 def interval(result, service, metric, cls="all", level=0.99):
-    pt = result.per_trial
-    x = pt[(pt["service"] == service) & (pt["metric"] == metric) & (pt["customer_class"] == cls)]["value"]
-    x = x.to_numpy()
-    n = x.size
-    half = stats.t.ppf(0.5 + level / 2, n - 1) * x.std(ddof=1) / math.sqrt(n)
-    return float(x.mean()), float(half)
+    row = result.estimate(service, metric, cls, confidence=level)
+    return float(row["estimate"]), float(row["half_width"])
 
 
 def assert_matches(result, service, metric, expected, cls="all", max_rel=0.2):
@@ -70,12 +66,18 @@ def test_mm1_against_theory():
     assert_matches(r, "web", "p95_response", theory.mmc_response_quantile(lam, mu, 1, 0.95))
     assert_matches(r, "web", "utilisation", m["utilisation"], max_rel=0.03)
     assert_matches(r, "web", "throughput", lam, max_rel=0.03)
-    # the reported 95% interval is the t-interval on the same per-replication values
-    row = r.estimate("web", "mean_wait")
-    est, half99 = interval(r, "web", "mean_wait")
-    assert row["estimate"] == pytest.approx(est)
-    ratio = stats.t.ppf(0.975, 9) / stats.t.ppf(0.995, 9)
-    assert row["half_width"] == pytest.approx(half99 * ratio)
+    # the reported interval is the t-interval on the per-replication values, at any level
+    pt = r.per_trial
+    x = pt[(pt.service == "web") & (pt.metric == "mean_wait")
+           & (pt.customer_class == "all")].value.to_numpy()      # columns read as attributes
+    se = x.std(ddof=1) / math.sqrt(x.size)
+    assert r.confidence == 0.95
+    for level, row in [(0.95, r.estimate("web", "mean_wait")),
+                       (0.99, r.estimate("web", "mean_wait", confidence=0.99)),
+                       (0.8, r.summarise(0.8).set_index(["service", "metric"])
+                        .loc[("web", "mean_wait")])]:
+        assert row["estimate"] == pytest.approx(x.mean())
+        assert row["half_width"] == pytest.approx(stats.t.ppf(0.5 + level / 2, 9) * se)
 
 
 def test_mmc_wait_and_erlang_c():
@@ -89,7 +91,12 @@ def test_mmc_wait_and_erlang_c():
     waited = r.records.assign(waited=r.records["wait"] > 1e-12)
     p_wait = waited.groupby("trial")["waited"].mean().to_numpy()
     half = stats.t.ppf(0.995, 7) * p_wait.std(ddof=1) / math.sqrt(8)
-    assert abs(p_wait.mean() - theory.erlang_c_from_load(lam / mu, c)) <= half
+    assert abs(p_wait.mean() - theory.erlang_c(lam, mu, c)) <= half
+    # ... which the summary now reports as p_wait, beside the time-average occupancy
+    assert r.estimate("pool", "p_wait")["estimate"] == pytest.approx(p_wait.mean(), abs=1e-3)
+    assert_matches(r, "pool", "p_wait", m["p_wait"])
+    assert_matches(r, "pool", "mean_in_system", m["mean_in_system"])
+    assert_matches(r, "pool", "mean_queue_length", m["mean_queue_length"])
 
 
 def test_loss_system_blocking_matches_erlang_b():
@@ -122,9 +129,18 @@ def test_open_jackson_network_with_feedback():
         assert_matches(r, name, "mean_response", ref.loc[name, "mean_response"])
         assert_matches(r, name, "utilisation", ref.loc[name, "utilisation"], max_rel=0.05)
         assert_matches(r, name, "arrival_rate", ref.loc[name, "arrival_rate"], max_rel=0.05)
-    totals = ref.attrs["totals"]
-    assert_matches(r, END_TO_END, "mean_response", totals["mean_response"])
-    assert_matches(r, END_TO_END, "throughput", totals["throughput"], max_rel=0.05)
+    totals = theory.jackson_totals([4.0, 0.0, 0.0], [5.0, 8.0, 10.0], [2, 1, 1],
+                                   g.routing_matrix(), names=g.names)
+    assert_matches(r, END_TO_END, "mean_response", totals.mean_response)
+    assert_matches(r, END_TO_END, "throughput", totals.throughput, max_rel=0.05)
+    assert_matches(r, END_TO_END, "mean_in_system", totals.mean_in_system)
+    # the theory table joins the simulation table on service name and metric columns
+    both = ref[["p_wait", "mean_in_system"]].join(
+        r.table()[["p_wait", "mean_in_system"]].add_suffix("_sim"))
+    assert list(both.index) == g.names and not both.isna().any().any()
+    for name in g.names:
+        assert_matches(r, name, "p_wait", ref.loc[name, "p_wait"])
+        assert_matches(r, name, "mean_in_system", ref.loc[name, "mean_in_system"])
 
 
 def test_nonpreemptive_priorities_match_cobham():
@@ -211,7 +227,7 @@ def test_time_varying_arrivals_reproduce_the_schedule():
     g = ServiceGraph([Service("edge", math.inf, Exponential(rate=5.0))],
                      [Arrivals("edge", rate=schedule)])
     horizon = 3000.0
-    r = run_trials(g, replications=4, horizon=horizon, seed=9, progress=False)
+    r = run_trials(g, replications=4, horizon=horizon, warmup=0.0, seed=9, progress=False)
     assert_matches(r, END_TO_END, "arrival_rate", schedule.mean_rate(0.0, horizon), max_rel=0.03)
     # per phase of the schedule: counts pooled over replications within 4 sigma of Poisson
     phase = r.requests["arrival"].to_numpy() % 300.0
@@ -283,7 +299,7 @@ def test_power_of_two_choices_matches_supermarket_limit():
                      pools=[Pool("farm", members, "power_of_d", d=2)])
     r = run_trials(g, replications=8, horizon=400, warmup=50, seed=14, progress=False,
                    keep_records=False)
-    limit = theory.supermarket_mean_response(lam, 2)
+    limit = theory.supermarket_mean_response(lam, 1.0, 2)      # lam = total rate / n queues
     # finite n = 50 sits within O(1/n) (about 1.5% here) of the mean-field limit, inside the
     # interval; random dispatch would give an M/M/1 at 0.8 in every queue: 5 s
     assert_matches(r, END_TO_END, "mean_response", limit, max_rel=0.08)
@@ -412,6 +428,8 @@ def test_plain_ciw_network_input():
     (dict(drain=-1.0), "drain must be >= 0"),
     (dict(max_workers=0), "max_workers must be an integer >= 1"),
     (dict(service_names=["x"]), "service_names is only for a ciw.Network"),
+    (dict(confidence=1.0), "confidence must be strictly between 0 and 1"),
+    (dict(confidence=95), "confidence must be strictly between 0 and 1"),
 ])
 def test_bad_run_inputs(kwargs, match):
     base = dict(replications=2, horizon=100.0)
@@ -446,3 +464,26 @@ def test_overloaded_opt_in_run_is_bounded():
                     executor="serial", drain=10.0, progress=False)
     assert r2.estimate(END_TO_END, "incomplete")["estimate"] > 0
     assert r2.params["end_times"][0] <= 310.0
+
+
+def test_default_warmup_is_stated_and_nonzero():
+    r = run_trials(mm1(), 2, horizon=500.0, seed=1, executor="serial", progress=False)
+    assert r.params["warmup"] == pytest.approx(50.0)          # 10% of the horizon by default
+    assert r.requests["arrival"].min() >= 50.0
+    assert (r.records["arrival"] >= 0).all()
+    r0 = run_trials(mm1(), 1, horizon=500.0, warmup=0.0, seed=1, executor="serial",
+                    progress=False)                            # a transient study says so
+    assert r0.params["warmup"] == 0.0 and r0.requests["arrival"].min() < 50.0
+
+
+def test_summary_and_records_use_customer_class_and_no_attrs():
+    r = run_trials(mm1(), 2, horizon=200.0, warmup=20.0, seed=1, executor="serial",
+                   progress=False)
+    for frame in (r.summary, r.per_trial, r.records, r.requests):
+        assert "customer_class" in frame.columns and "class" not in frame.columns
+        assert frame.attrs == {}
+    assert set(r.summary.customer_class) == {"all"}
+    with pytest.raises(ValueError, match="service"):
+        r.compare({"mean_wait": 1.0})
+    with pytest.raises(ValueError, match="no metric"):
+        r.compare({"nonsense": 1.0}, service="web")
