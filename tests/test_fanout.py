@@ -14,7 +14,7 @@ from analysis import theory
 from analysis.fanout import FanOut, join_requests
 from analysis.fanout import _FanoutPlan
 from analysis.simulation import END_TO_END, run_trials
-from analysis.topology import Exponential, RateSchedule, Retry, Service
+from analysis.topology import Exponential, Mixture, RateSchedule, Retry, Service
 
 
 def interval(result, service, metric, cls="all", level=0.99):
@@ -88,6 +88,21 @@ def test_independent_leaves_match_order_statistics():
     assert_matches(r, END_TO_END, "p95_response", theory.fanout_max_quantile(leaf, k, 0.95), 0.05)
     assert_matches(r, END_TO_END, "p99_response", theory.fanout_max_quantile(leaf, k, 0.99), 0.08)
     assert_matches(r, "shard-0", "mean_response", 1 / mu, 0.05)
+
+
+def test_mixture_leaves_match_order_statistics_of_the_mixture():
+    """A leaf slow 5% of the time (Mixture of two exponentials), no queueing: the slowest of 8
+    follows the mixture's order statistics (theory takes the Mixture spec itself)."""
+    k = 8
+    slow_sometimes = Mixture([Exponential(0.01), Exponential(0.5)], [0.95, 0.05])
+    shards = [Service(f"shard-{i}", math.inf, slow_sometimes) for i in range(k)]
+    r = run_trials(FanOut(shards, rate=2.0), 6, horizon=2000, warmup=100, seed=8, progress=False,
+                   keep_records=False)
+    assert_matches(r, END_TO_END, "p50_response",
+                   theory.fanout_max_quantile(slow_sometimes, k, 0.5), 0.1)
+    assert_matches(r, END_TO_END, "p95_response",
+                   theory.fanout_max_quantile(slow_sometimes, k, 0.95), 0.1)
+    assert_matches(r, "shard-0", "mean_response", slow_sometimes.mean, 0.1)
 
 
 def test_quorum_matches_kth_order_statistic():

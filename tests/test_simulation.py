@@ -23,7 +23,7 @@ from analysis import theory
 from analysis.simulation import END_TO_END, replication_seeds, run_trials
 from analysis.topology import (
     Arrivals, CustomerClass, Exponential, Pool, RateSchedule, Retry, Service,
-    ServiceGraph,
+    ServiceGraph, two_point,
 )
 
 
@@ -97,6 +97,19 @@ def test_mmc_wait_and_erlang_c():
     assert_matches(r, "pool", "p_wait", m["p_wait"])
     assert_matches(r, "pool", "mean_in_system", m["mean_in_system"])
     assert_matches(r, "pool", "mean_queue_length", m["mean_queue_length"])
+
+
+def test_mixture_service_matches_pollaczek_khinchine():
+    """M/G/1 with a two-point service time (90% fast, 10% slow): the mean wait is the
+    Pollaczek-Khinchine value for the mixture's mean and SCV."""
+    service = two_point(0.2, 3.0, p_high=0.1)           # mean 0.48 s, SCV about 2.6
+    lam = 1.25                                          # rho = 0.6
+    g = ServiceGraph([Service("api", 1, service)], {"api": lam})
+    r = run_trials(g, replications=8, horizon=6000, warmup=300, seed=21, progress=False,
+                   keep_records=False)
+    w = theory.mg1_mean_wait(lam, 1 / service.mean, service_scv=service.scv)
+    assert_matches(r, "api", "mean_wait", w)
+    assert_matches(r, "api", "p_wait", lam * service.mean)      # PASTA: P(wait) = rho
 
 
 def test_loss_system_blocking_matches_erlang_b():
