@@ -416,7 +416,8 @@ def _request_stats(rows, cname, outcome, response, retries, window, in_system=ma
     for metric, value in (
         ("arrivals", n), ("arrival_rate", n / window), ("completed", int(done.sum())),
         ("throughput", done.sum() / window), ("mean_response", _mean(r)),
-        ("mean_in_system", in_system), ("p50_response", p50), ("p95_response", p95), ("p99_response", p99),
+        ("mean_in_system", in_system), ("p50_response", p50), ("p95_response", p95),
+        ("p99_response", p99),
         ("timed_out", timed_out), ("blocked", blocked),
         ("timed_out_fraction", timed_out / n if n else math.nan),
         ("blocked_fraction", blocked / n if n else math.nan),
@@ -725,9 +726,10 @@ def run_trials(model, replications: int = 10, horizon: float = 1000.0,
     model: ServiceGraph, FanOut or ciw.Network (give ``service_names`` for a ciw network).
     horizon: arrivals counted in [0, horizon) seconds; warmup: requests arriving before it are
     dropped (0 <= warmup < horizon); None (default): DEFAULT_WARMUP_FRACTION x horizon (10%),
-    recorded in ``params["warmup"]``; 0 only for a transient study that starts empty. drain: extra seconds allowed for tagged requests to finish
-    (default: horizon). seed: base seed (see replication_seeds). executor: "serial",
-    "processes", a concurrent.futures.Executor or a dask distributed.Client. allow_overload:
+    recorded in ``params["warmup"]``; 0 only for a transient study that starts empty. drain:
+    extra seconds allowed for tagged requests to finish (default: horizon). seed: base seed
+    (see replication_seeds). executor: "serial", "processes", a concurrent.futures.Executor or
+    a dask distributed.Client. allow_overload:
     run even if some service has utilisation >= 1 (the run stays bounded: horizon + drain, and
     an admission cap on requests in the system). keep_records=False ships only per-replication
     statistics back (for very long runs). progress: tqdm bar (None: only on a terminal).

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -944,7 +943,8 @@ def fit_usl(concurrency, throughput) -> USLFit:
         raise ValueError("concurrency needs at least 3 distinct values to identify gamma, sigma "
                          "and kappa")
 
-    # Starting point: gamma from the lowest concurrency, then N/C(N) - 1 = sigma (N-1) + kappa N (N-1)
+    # Starting point: gamma from the lowest concurrency, then
+    # N/C(N) - 1 = sigma (N-1) + kappa N (N-1)
     # solved by non-negative least squares (Gunther 2007, sec. 5.2).
     i0 = int(np.argmin(n))
     starts = []

@@ -84,7 +84,8 @@ from analysis import checks
 
 __all__ = [
     "Dist", "Exponential", "Deterministic", "Uniform", "Gamma", "Lognormal", "HyperExponential",
-    "Empirical", "Mixture", "two_point", "as_dist", "RateSchedule", "Service", "Pool", "Arrivals", "CustomerClass", "Retry",
+    "Empirical", "Mixture", "two_point", "as_dist", "RateSchedule", "Service", "Pool", "Arrivals",
+    "CustomerClass", "Retry",
     "ServiceGraph", "CompiledModel", "POLICIES", "END_TO_END", "DEFAULT_CLASS",
     "DEFAULT_MAX_IN_SYSTEM",
 ]

@@ -19,7 +19,7 @@ from analysis.topology import Exponential, Mixture, RateSchedule, Retry, Service
 
 def interval(result, service, metric, cls="all", level=0.99):
     pt = result.per_trial
-    x = pt[(pt["service"] == service) & (pt["metric"] == metric) & (pt["customer_class"] == cls)]["value"]
+    x = pt[(pt.service == service) & (pt.metric == metric) & (pt.customer_class == cls)]["value"]
     x = x.to_numpy()
     half = stats.t.ppf(0.5 + level / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size)
     return float(x.mean()), float(half)
@@ -177,7 +177,8 @@ def test_fanout_results_identical_across_executors():
     (lambda: FanOut([], rate=1.0), "at least one leaf"),
     (lambda: FanOut(leaves(2), rate=0.0), "FanOut rate must be > 0"),
     (lambda: FanOut(leaves(2)), "exactly one of rate"),
-    (lambda: FanOut([Service("a", 1, Exponential(rate=1.0))] * 2, rate=1.0), "duplicate fan-out leaf"),
+    (lambda: FanOut([Service("a", 1, Exponential(rate=1.0))] * 2, rate=1.0),
+     "duplicate fan-out leaf"),
     (lambda: FanOut([Service("a", 1, Exponential(rate=1.0), timeout=1.0)], rate=0.1),
      "fan-out leaf 'a': timeouts are not supported"),
     (lambda: FanOut([Service("a", 1, Exponential(rate=1.0), retry=Retry())], rate=0.1),
@@ -194,7 +195,8 @@ def test_bad_fanouts(make, match):
 
 
 def test_overloaded_leaf_is_named_before_simulating():
-    f = FanOut([Service("fast", 1, Exponential(rate=2.0)), Service("slow", 1, Exponential(rate=0.5))],
+    f = FanOut([Service("fast", 1, Exponential(rate=2.0)),
+                Service("slow", 1, Exponential(rate=0.5))],
                rate=0.8)
     with pytest.raises(ValueError, match=r"service 'slow': utilisation 1.6 >= 1 \(arrival 0.8 "
                                          r"req/s, capacity 0.5 req/s\)"):

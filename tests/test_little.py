@@ -31,7 +31,8 @@ def test_time_average_integrates_overlaps_exactly():
 
 def test_time_average_rejects_bad_window_and_bare_tables():
     res = _result({"trial": [0], "arrival": [1.0], "exit": [2.0]},
-                  {"trial": [], "arrival": [], "exit": []}, warmup=1.0, horizon=10.0, replications=1)
+                  {"trial": [], "arrival": [], "exit": []},
+                  warmup=1.0, horizon=10.0, replications=1)
     with pytest.raises(ValueError, match="start"):
         time_average_in_system(res, 5.0, 5.0)
     with pytest.raises(ValueError, match="warm-up cut"):

@@ -194,7 +194,8 @@ def erlang_a_abandonment(lam, mu, theta, nmax=500):
 
 def test_timeouts_match_erlang_a():
     lam, mu, theta = 1.0, 1.1, 0.5
-    g = ServiceGraph([Service("api", 1, Exponential(rate=mu), timeout=Exponential(rate=theta))], {"api": lam})
+    g = ServiceGraph([Service("api", 1, Exponential(rate=mu), timeout=Exponential(rate=theta))],
+                     {"api": lam})
     r = run_trials(g, replications=8, horizon=3000, warmup=200, seed=7, progress=False)
     p = erlang_a_abandonment(lam, mu, theta)
     assert_matches(r, "api", "timed_out_fraction", p, max_rel=0.1)
@@ -226,7 +227,7 @@ def test_retries_backoff_and_conservation():
     own = served.reindex(pd.MultiIndex.from_frame(done[["trial", "request"]])).to_numpy()
     assert (done["response"].to_numpy() >= own + done["backoff_time"].to_numpy() - 1e-9).all()
     # conservation per replication: arrivals = completed + timed out + blocked + incomplete
-    pt = r.per_trial[(r.per_trial["service"] == END_TO_END) & (r.per_trial["customer_class"] == "all")]
+    pt = r.per_trial[(r.per_trial.service == END_TO_END) & (r.per_trial.customer_class == "all")]
     wide = pt.pivot(index="trial", columns="metric", values="value")
     np.testing.assert_array_equal(wide["arrivals"], wide["completed"] + wide["timed_out"]
                                   + wide["blocked"] + wide["incomplete"])
@@ -284,7 +285,8 @@ def test_round_robin_pool_matches_gi_m1():
 
 
 def test_capacity_weighted_and_jsq_pools():
-    fast, slow = Service("fast", 1, Exponential(rate=2.0)), Service("slow", 1, Exponential(rate=1.0))
+    fast = Service("fast", 1, Exponential(rate=2.0))
+    slow = Service("slow", 1, Exponential(rate=1.0))
     lam = 2.1
     cw = ServiceGraph([fast, slow], [Arrivals("lb", rate=lam)],
                       pools=[Pool("lb", ["fast", "slow"], "capacity_weighted")])

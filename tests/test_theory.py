@@ -49,7 +49,8 @@ def test_erlang_b_published_table_values():
 def test_erlang_b_matches_exact_definition(c, a):
     # Wolfram ErlangB documentation applications: 5 lines at 3 Erlang, a 4-modem pool at 2
     # Erlang, 6 modems at 2 Erlang; values here from the definition in exact arithmetic.
-    assert th.erlang_b_from_load(float(a), c) == pytest.approx(float(erlang_b_exact(c, a)), rel=1e-12)
+    assert th.erlang_b_from_load(float(a), c) == pytest.approx(float(erlang_b_exact(c, a)),
+                                                               rel=1e-12)
 
 
 def test_erlang_b_single_server_is_a_over_one_plus_a():
@@ -99,7 +100,8 @@ def test_erlang_c_two_servers_closed_form():
 @pytest.mark.parametrize("c, a", [(1, Fraction(1, 2)), (3, Fraction(5, 2)), (10, Fraction(8)),
                                   (40, Fraction(35))])
 def test_erlang_c_matches_exact_definition(c, a):
-    assert th.erlang_c_from_load(float(a), c) == pytest.approx(float(erlang_c_exact(c, a)), rel=1e-12)
+    assert th.erlang_c_from_load(float(a), c) == pytest.approx(float(erlang_c_exact(c, a)),
+                                                               rel=1e-12)
 
 
 def test_mm1_formulas():
@@ -493,7 +495,8 @@ def test_supermarket_tail_and_little():
     assert tails[1] == pytest.approx(lam)            # fraction of busy servers = load
     assert tails[2] == pytest.approx(lam**3)         # (d^2 - 1)/(d - 1) = 3
     # Little: mean queue length per server = sum_{k>=1} s_k = lambda * T.
-    assert sum(tails[1:]) == pytest.approx(lam * th.supermarket_mean_response(lam, 1.0, d), rel=1e-12)
+    assert sum(tails[1:]) == pytest.approx(lam * th.supermarket_mean_response(lam, 1.0, d),
+                                           rel=1e-12)
     assert th.supermarket_tail(lam, 1.0, 2, 2000) == 0.0  # exponent overflows: no NaN
 
 
@@ -668,7 +671,8 @@ ROUTE_OK = [[0, 0.5], [0.2, 0]]
      r"utilisation of node 'db'"),
     (lambda: th.jackson_totals([1.0, 1.0], 0.0, 1, ROUTE_OK), "service_rates"),
     (lambda: th.littles_law(mean_in_system=1.0), "exactly two"),
-    (lambda: th.littles_law(mean_in_system=1.0, arrival_rate=1.0, mean_response=1.0), "exactly two"),
+    (lambda: th.littles_law(mean_in_system=1.0, arrival_rate=1.0, mean_response=1.0),
+     "exactly two"),
     (lambda: th.littles_law(mean_in_system=-1.0, mean_response=1.0), "mean_in_system must"),
     (lambda: th.littles_law(mean_in_system=1.0, mean_response=0.0), "mean_response must"),
     (lambda: th.littles_law(mean_in_system=1.0, arrival_rate=0.0), "arrival_rate"),
@@ -711,7 +715,8 @@ def test_invalid_input_raises_value_error_naming_argument(call, match):
 def test_accepted_integer_types():
     # numpy integers and integral floats are servers; bools are not (tested above).
     assert th.erlang_b_from_load(5.0, np.int64(10)) == th.erlang_b_from_load(5.0, 10)
-    assert th.erlang_b_from_load(np.float32(5.0), 10.0) == pytest.approx(th.erlang_b_from_load(5.0, 10))
+    assert th.erlang_b_from_load(np.float32(5.0), 10.0) == pytest.approx(
+        th.erlang_b_from_load(5.0, 10))
     assert th.mmc_metrics(np.float64(1.0), 2, np.int32(1))["utilisation"] == pytest.approx(0.5)
 
 
@@ -739,7 +744,8 @@ def test_staffing_by_service_level_and_by_offered_load():
     for t, fraction in [(0.0, 0.8), (0.05, 0.8), (0.2, 0.95), (1.0, 0.99)]:
         c = th.servers_for_service_level(lam, mu, t, fraction)
         # independent: the service level from the exact Erlang C definition
-        level = lambda k: 1 - float(erlang_c_exact(k, Fraction(100))) * math.exp(-(k * mu - lam) * t)
+        def level(k):
+            return 1 - float(erlang_c_exact(k, Fraction(100))) * math.exp(-(k * mu - lam) * t)
         assert level(c) >= fraction and level(c - 1) < fraction
     # wait_within = 0: "fraction served at once" is P(wait) <= 1 - fraction
     assert (th.servers_for_service_level(lam, mu, 0.0, 0.8)

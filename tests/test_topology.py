@@ -60,7 +60,8 @@ def test_spec_mean_and_scv_match_samples(spec):
 
 
 def test_spec_scipy_equivalents():
-    for spec in (Exponential(rate=3.0), Gamma(2.0, scv=0.5), Lognormal(1.5, scv=2.0), Uniform(low=1.0, high=3.0)):
+    for spec in (Exponential(rate=3.0), Gamma(2.0, scv=0.5), Lognormal(1.5, scv=2.0),
+                 Uniform(low=1.0, high=3.0)):
         d = spec.scipy()
         assert d.mean() == pytest.approx(spec.mean, rel=1e-9)
         assert d.var() / d.mean() ** 2 == pytest.approx(spec.scv, rel=1e-9)
@@ -382,8 +383,10 @@ def test_selective_node_updates_follow_ciw_full_updates_exactly():
     class FullUpdates(_KitSimulation):
         event_and_return_nextnode = ciw.Simulation.event_and_return_nextnode
 
-    members = [Service(f"w{i}", 1, Exponential(rate=1.2), queue_capacity=4, timeout=Exponential(rate=0.5),
-                       retry=Retry(2, backoff=Exponential(rate=2.0), multiplier=2.0)) for i in range(3)]
+    members = [Service(f"w{i}", 1, Exponential(rate=1.2), queue_capacity=4,
+                       timeout=Exponential(rate=0.5),
+                       retry=Retry(2, backoff=Exponential(rate=2.0),
+                                   multiplier=2.0)) for i in range(3)]
     g = ServiceGraph(
         members + [Service("db", 2, Gamma(0.3, scv=0.5), schedule=[(1, 20.0), (3, 50.0)]),
                    Service("cache", math.inf, Deterministic(0.05))],
