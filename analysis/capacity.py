@@ -273,7 +273,7 @@ def _single_quantile(rate: float, mu: float, c: int, q: float) -> float:
 
 
 def _p_wait(rate: float, mu: float, c: int) -> float:
-    return 0.0 if rate == 0.0 else theory.erlang_c(c, rate / mu)
+    return 0.0 if rate == 0.0 else theory.erlang_c(rate, mu, c)
 
 
 # ------------------------------------------------------------------------------------------- sizing
@@ -295,7 +295,7 @@ def _size_one(rate: float, mu: float, slo: SLO) -> int:
     if rate == 0.0:
         return 0
     if slo.kind == "wait_exceeds":
-        return theory.servers_for_wait_exceeding(rate, mu, slo.threshold_s, slo.probability)
+        return theory.servers_for_service_level(rate, mu, slo.threshold_s, 1.0 - slo.probability)
     return _servers_for_response(rate, mu, slo.threshold_s, slo.probability)
 
 
@@ -339,9 +339,10 @@ def servers_needed(rates, service_rate, slo: SLO | None = None, *, wait_target_s
     rates: requests/s, a scalar (-> int) or a Series (-> Series of ints, same index). service_rate:
     requests/s per server. Target: ``slo=SLO(...)`` or the keywords (``wait_target_s`` +
     ``wait_prob``: P(W > t) <= p; ``p99_response_s``: p99 response <= that many seconds). Uses
-    theory.servers_for_wait_exceeding and, for response quantiles, the least c with
-    theory.mmc_response_survival <= probability. Result clipped to [min_servers, max_servers] (a cap
-    may break the SLO). A zero rate needs min_servers.
+    theory.servers_for_service_level (at least 1 - p of requests wait at most t) and, for
+    response quantiles, the least c with theory.mmc_response_survival <= probability. Result
+    clipped to [min_servers, max_servers] (a cap may break the SLO). A zero rate needs
+    min_servers.
     """
     mu = checks.positive("service_rate", service_rate)
     target = _make_slo(slo, wait_target_s, wait_prob, p99_response_s)
@@ -1197,7 +1198,7 @@ def simulate_policy(demand: pd.Series, servers, service_rate, slo: SLO, *, name:
     """ciw simulation (analysis.simulation.run_trials) of a schedule against time-varying demand.
 
     The schedule is replayed time-compressed (see compressed_pieces and the module docstring) as a
-    one-service analysis.topology.ServiceGraph: Exponential(service_rate) service,
+    one-service analysis.topology.ServiceGraph: Exponential(rate=service_rate) service,
     piecewise-constant Poisson arrival rates and a server schedule. Per interval (pooled over
     replications, 95% half-widths from the spread across them): P(wait > t) (wait SLO), the
     response-time quantile of the SLO (or p99), mean wait, rejected fraction, and the verdicts
