@@ -107,25 +107,30 @@ NBSTRIPOUT_OPTIONS = ("--keep-id", "--extra-keys", " ".join(NOTEBOOK_EXTRA_KEYS)
 
 
 def stripped_notebook(path: str | os.PathLike) -> bytes:
-    """The bytes git stores for a notebook through the kit's nbstripout filter (no outputs, no counts).
+    """The bytes git stores for a notebook file through the kit's nbstripout filter (no outputs, no counts).
 
     Same result as ``python -m nbstripout --keep-id --extra-keys ... < path``; for a notebook that is
     already clean this is the file itself. ValueError naming the file if it is missing or not a notebook.
     """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"cannot hash {str(path)!r}: no such file")
+    return stripped_notebook_bytes(path.read_bytes(), str(path))
+
+
+def stripped_notebook_bytes(data: bytes, name: str = "notebook") -> bytes:
+    """:func:`stripped_notebook` for a notebook's bytes (e.g. ``git show HEAD:notebooks/...``)."""
     import warnings
 
     import nbformat
     from nbstripout import strip_output
 
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"cannot hash {str(path)!r}: no such file")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
         try:
-            nb = nbformat.read(str(path), as_version=nbformat.NO_CONVERT)
+            nb = nbformat.reads(data.decode("utf-8"), as_version=nbformat.NO_CONVERT)
         except Exception as exc:  # noqa: BLE001 - nbformat raises several types for bad JSON
-            raise ValueError(f"{str(path)!r} is not a readable notebook: {exc}") from None
+            raise ValueError(f"{name!r} is not a readable notebook: {exc}") from None
         stripped = strip_output(nb, keep_output=False, keep_count=False, keep_id=True,
                                 extra_keys=[*NBSTRIPOUT_DEFAULT_KEYS, *NOTEBOOK_EXTRA_KEYS])
         text = nbformat.writes(stripped)
