@@ -43,14 +43,16 @@ $(STAMP): requirements.lock pyproject.toml
 
 setup: $(STAMP) git-filter ## create .venv from requirements.lock, register the Jupyter kernel and the notebook git filter
 
-# nbstripout (pinned in the lock) as the clean filter and diff driver that .gitattributes names for *.ipynb:
-# outputs, execution counts and the interpreter's patch version never reach git, so running a notebook in
-# JupyterLab leaves `git status` clean. The filter runs $(BIN)/python from the top of each checkout.
-git-filter: ## register nbstripout as git's filter for notebooks (part of setup)
+# Notebooks stay clean in git: nbstripout (pinned in the lock) is the clean filter and diff driver that
+# .gitattributes names for *.ipynb (outputs, execution counts and the interpreter's patch version never reach
+# git; the filter runs $(BIN)/python from the top of each checkout), and the kit's Jupyter server strips the
+# same before saving a notebook under notebooks/, so running one in JupyterLab leaves `git status` clean.
+git-filter: ## register nbstripout as git's notebook filter and the JupyterLab save hook (part of setup)
+	@$(BIN)/python -c 'from analysis.provenance import install_jupyter_save_hook as f; f("$(VENV)")'
 	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
 	    $(BIN)/python -c 'from analysis.provenance import install_notebook_filter as f; f("$(BIN)/python")' && \
-	    echo "git filter: notebooks are committed through nbstripout ($(BIN)/python -m nbstripout)"; \
-	else echo "git filter: not a git checkout, skipped"; fi
+	    echo "notebooks: committed through nbstripout ($(BIN)/python -m nbstripout), saved stripped by JupyterLab"; \
+	else echo "notebooks: not a git checkout, git filter skipped (JupyterLab save hook installed)"; fi
 
 reproduce: $(STAMP) ## fetch/verify data, execute every notebook, rebuild figures/ and build/ (ARGS="--only 05 -p seed 7")
 	$(BIN)/python -m analysis data --best-effort

@@ -123,7 +123,6 @@ def stripped_notebook_bytes(data: bytes, name: str = "notebook") -> bytes:
     import warnings
 
     import nbformat
-    from nbstripout import strip_output
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
@@ -131,9 +130,7 @@ def stripped_notebook_bytes(data: bytes, name: str = "notebook") -> bytes:
             nb = nbformat.reads(data.decode("utf-8"), as_version=nbformat.NO_CONVERT)
         except Exception as exc:  # noqa: BLE001 - nbformat raises several types for bad JSON
             raise ValueError(f"{name!r} is not a readable notebook: {exc}") from None
-        stripped = strip_output(nb, keep_output=False, keep_count=False, keep_id=True,
-                                extra_keys=[*NBSTRIPOUT_DEFAULT_KEYS, *NOTEBOOK_EXTRA_KEYS])
-        text = nbformat.writes(stripped)
+        text = nbformat.writes(_strip_node(nb))
     if not text.endswith("\n"):
         text += "\n"  # as nbformat.write (used by nbstripout) ends the file
     return text.encode("utf-8")
@@ -143,6 +140,49 @@ def notebook_sha256(path: str | os.PathLike) -> str:
     """sha256 of the notebook as git stores it (:func:`stripped_notebook`): outputs and execution counts
     saved by JupyterLab or papermill do not change it; an edit to a cell's source or tags does."""
     return sha256_bytes(stripped_notebook(path))
+
+
+def _strip_node(nb):
+    from nbstripout import strip_output
+
+    return strip_output(nb, keep_output=False, keep_count=False, keep_id=True,
+                        extra_keys=[*NBSTRIPOUT_DEFAULT_KEYS, *NOTEBOOK_EXTRA_KEYS])
+
+
+def strip_before_save(model: dict, path: str, contents_manager: Any, **kwargs: Any) -> None:
+    """JupyterLab pre-save hook: a notebook under ``notebooks/`` is saved as git stores it.
+
+    Outputs, execution counts and the interpreter's patch version stay in the browser but are not
+    written to the file, so opening, running and autosaving a source notebook leaves ``git status``
+    clean (the git filter alone leaves size-changed files listed as modified). Other folders (e.g. a
+    scratch notebook under ``build/``) are saved unchanged. Registered by ``make setup``.
+    """
+    if model.get("type") != "notebook" or not isinstance(model.get("content"), dict):
+        return
+    try:
+        os_path = Path(contents_manager._get_os_path(path)).resolve()
+    except Exception:  # noqa: BLE001 - not a file-backed contents manager: leave the save alone
+        return
+    if not os_path.is_relative_to(paths.NOTEBOOKS.resolve()):
+        return
+    import nbformat
+
+    model["content"] = _strip_node(nbformat.from_dict(model["content"]))
+
+
+#: Jupyter server config file (in ``<venv>/etc/jupyter/jupyter_server_config.d/``) that installs the hook.
+JUPYTER_CONFIG_NAME = "cloud-scalability-kit.json"
+
+
+def install_jupyter_save_hook(prefix: str | os.PathLike) -> Path:
+    """Register :func:`strip_before_save` for the Jupyter server of the environment at ``prefix``."""
+    import json
+
+    target = Path(prefix) / "etc" / "jupyter" / "jupyter_server_config.d" / JUPYTER_CONFIG_NAME
+    target.parent.mkdir(parents=True, exist_ok=True)
+    config = {"ContentsManager": {"pre_save_hook": "analysis.provenance.strip_before_save"}}
+    target.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return target
 
 
 def notebook_filter_command(python: str) -> str:

@@ -191,3 +191,32 @@ def test_committed_notebook_has_no_outputs_and_the_kernel_metadata(name):
     assert language == expected, (f"{name}: language_info should be what the kernel writes (minus the "
                                   "interpreter version, which the filter strips), so opening it changes nothing")
     assert blob == provenance.stripped_notebook_bytes(blob), f"{name}: committed without the nbstripout filter"
+
+
+def test_jupyterlab_saves_source_notebooks_as_git_stores_them(tmp_path, monkeypatch):
+    """The save hook `make setup` registers: outputs stay in the browser, the file stays as committed."""
+    from jupyter_server.services.contents.largefilemanager import LargeFileManager
+    from traitlets.config import Config
+
+    config_file = provenance.install_jupyter_save_hook(tmp_path / "venv")
+    assert config_file.parent.name == "jupyter_server_config.d"
+    root = tmp_path / "kit"
+    (root / "notebooks").mkdir(parents=True)
+    (root / "build").mkdir()
+    monkeypatch.setattr(paths, "NOTEBOOKS", root / "notebooks")
+    source = paths.ROOT / "notebooks" / COMMITTED[0] if COMMITTED else None
+    if source is None:
+        pytest.skip("no notebook in notebooks/")
+    committed = source.read_bytes()
+    manager = LargeFileManager(root_dir=str(root), config=Config(json.loads(config_file.read_text())))
+    for folder in ("notebooks", "build"):
+        nb = nbformat.reads(committed.decode(), as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.execution_count = 5
+                cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="ran\n")]
+        nb.metadata.setdefault("language_info", {})["version"] = "3.12.4"  # what the kernel adds on open
+        manager.save({"type": "notebook", "format": "json", "content": json.loads(nbformat.writes(nb))},
+                     f"{folder}/{source.name}")
+    assert (root / "notebooks" / source.name).read_bytes() == provenance.stripped_notebook(source)
+    assert b'"ran' in (root / "build" / source.name).read_bytes(), "other folders keep their outputs"
