@@ -170,18 +170,24 @@ def strip_before_save(model: dict, path: str, contents_manager: Any, **kwargs: A
     model["content"] = _strip_node(nbformat.from_dict(model["content"]))
 
 
-#: Jupyter server config file (in ``<venv>/etc/jupyter/jupyter_server_config.d/``) that installs the hook.
-JUPYTER_CONFIG_NAME = "cloud-scalability-kit.json"
-
-
 def install_jupyter_save_hook(prefix: str | os.PathLike) -> Path:
-    """Register :func:`strip_before_save` for the Jupyter server of the environment at ``prefix``."""
+    """Register :func:`strip_before_save` in ``<prefix>/etc/jupyter/jupyter_server_config.json``.
+
+    ``prefix``: the environment (``.venv``) whose Jupyter server runs JupyterLab. Other settings in that
+    file are kept. (Files in ``jupyter_server_config.d/`` only enable extensions, so the hook goes here.)
+    """
     import json
 
-    target = Path(prefix) / "etc" / "jupyter" / "jupyter_server_config.d" / JUPYTER_CONFIG_NAME
+    target = Path(prefix) / "etc" / "jupyter" / "jupyter_server_config.json"
+    config: dict[str, Any] = {}
+    if target.is_file():
+        try:
+            config = json.loads(target.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{target}: not valid JSON ({exc}); fix or delete it") from None
+    config.setdefault("ContentsManager", {})["pre_save_hook"] = "analysis.provenance.strip_before_save"
     target.parent.mkdir(parents=True, exist_ok=True)
-    config = {"ContentsManager": {"pre_save_hook": "analysis.provenance.strip_before_save"}}
-    target.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    target.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return target
 
 

@@ -199,7 +199,7 @@ def test_jupyterlab_saves_source_notebooks_as_git_stores_them(tmp_path, monkeypa
     from traitlets.config import Config
 
     config_file = provenance.install_jupyter_save_hook(tmp_path / "venv")
-    assert config_file.parent.name == "jupyter_server_config.d"
+    assert config_file.name == "jupyter_server_config.json"
     root = tmp_path / "kit"
     (root / "notebooks").mkdir(parents=True)
     (root / "build").mkdir()
