@@ -1,4 +1,4 @@
-# Two commands do everything on a fresh machine with Python >= 3.11 and make:
+# Two commands do everything on a fresh machine with Python >= 3.11.5 and make:
 #   make reproduce   set up .venv, fetch/verify data, execute every notebook, rebuild figures
 #   make test        set up .venv and run the whole test-suite
 .DEFAULT_GOAL := reproduce
@@ -25,9 +25,9 @@ PYTEST_ARGS ?=
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-# The lock needs Python >= 3.11 (e.g. contourpy 1.3.3 has no 3.10 build); pyproject's requires-python,
-# the README and tests/test_environment.py say the same.
-MIN_PYTHON := 3.11
+# The lock needs Python >= 3.11.5 (contourpy 1.3.3 has no 3.10 build, soupsieve needs 3.11.5); pyproject's
+# requires-python, the README and tests/test_environment.py say the same.
+MIN_PYTHON := 3.11.5
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < tuple(map(int, "$(MIN_PYTHON)".split("."))))' || \
