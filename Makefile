@@ -31,8 +31,8 @@ MIN_PYTHON := 3.11.5
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < tuple(map(int, "$(MIN_PYTHON)".split("."))))' || \
-	    { echo "error: $(PYTHON) is Python $$($(PYTHON) -c 'import platform; print(platform.python_version())'); \
-	    the kit needs Python >= $(MIN_PYTHON) (make PYTHON=python3.11 ...)" >&2; exit 1; }
+	    { echo "error: $(PYTHON) is Python $$($(PYTHON) -c 'import platform; print(platform.python_version())');" \
+	    "the kit needs Python >= $(MIN_PYTHON) (e.g. make PYTHON=python3.12 ...)" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
