@@ -23,7 +23,8 @@ from typing import Any
 
 from analysis import paths
 from analysis.atomic import atomic_write_bytes
-from analysis.figures import FIG_ID_PATTERN, NOTEBOOK_PATTERN, _locked, _sigint_deferred, load_index, write_index
+from analysis.figures import (FIG_ID_PATTERN, NOTEBOOK_PATTERN, _locked, _sigint_deferred, load_index,
+                              write_index)
 from analysis.provenance import sha256_bytes
 
 __all__ = ["PublishReport", "publish_notebook", "publish_refusal"]
@@ -96,7 +97,8 @@ def publish_notebook(staging: str | os.PathLike, notebook: str,
     ready: dict[str, tuple[dict, dict[str, bytes]]] = {}
     for fig_id, entry in sorted(staged.items()):
         if not FIG_ID_PATTERN.match(fig_id) or fig_id[4:6] != name[:2]:
-            report.kept_back.append((fig_id, f"id does not match notebook {name} (expected fig-{name[:2]}-...)"))
+            report.kept_back.append((fig_id, f"id does not match notebook {name} "
+                                             f"(expected fig-{name[:2]}-...)"))
             continue
         reason = publish_refusal(entry)
         if reason is None:
