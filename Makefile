@@ -1,4 +1,4 @@
-# Two commands do everything on a fresh machine with Python >= 3.10 and make:
+# Two commands do everything on a fresh machine with Python >= 3.11.5 and make:
 #   make reproduce   set up .venv, fetch/verify data, execute every notebook, rebuild figures
 #   make test        set up .venv and run the whole test-suite
 .DEFAULT_GOAL := reproduce
@@ -20,20 +20,39 @@ export MKL_NUM_THREADS ?= 1
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup reproduce quick test lab data synthetic bench clean lock report
+.PHONY: help setup git-filter reproduce quick test lab data synthetic bench clean lock report
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
+# The lock needs Python >= 3.11.5 (contourpy 1.3.3 has no 3.10 build, soupsieve needs 3.11.5); pyproject's
+# requires-python, the README and tests/test_environment.py say the same.
+MIN_PYTHON := 3.11.5
+
 $(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < tuple(map(int, "$(MIN_PYTHON)".split("."))))' || \
+	    { echo "error: $(PYTHON) is Python $$($(PYTHON) -c 'import platform; print(platform.python_version())');" \
+	    "the kit needs Python >= $(MIN_PYTHON) (e.g. make PYTHON=python3.12 ...)" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name cloud-scalability-kit \
 	    --display-name "Python (cloud-scalability-kit)" >/dev/null
+	@$(MAKE) --no-print-directory git-filter
 	@touch $@
 
-setup: $(STAMP) ## create .venv from requirements.lock and register the Jupyter kernel
+setup: $(STAMP) git-filter ## create .venv from requirements.lock, register the Jupyter kernel and the notebook git filter
+
+# Notebooks stay clean in git: nbstripout (pinned in the lock) is the clean filter and diff driver that
+# .gitattributes names for *.ipynb (outputs, execution counts and the interpreter's patch version never reach
+# git; the filter runs $(BIN)/python from the top of each checkout), and the kit's Jupyter server strips the
+# same before saving a notebook under notebooks/, so running one in JupyterLab leaves `git status` clean.
+git-filter: ## register nbstripout as git's notebook filter and the JupyterLab save hook (part of setup)
+	@$(BIN)/python -c 'from analysis.provenance import install_jupyter_save_hook as f; f("$(VENV)")'
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	    $(BIN)/python -c 'from analysis.provenance import install_notebook_filter as f; f("$(BIN)/python")' && \
+	    echo "notebooks: committed through nbstripout ($(BIN)/python -m nbstripout), saved stripped by JupyterLab"; \
+	else echo "notebooks: not a git checkout, git filter skipped (JupyterLab save hook installed)"; fi
 
 reproduce: $(STAMP) ## fetch/verify data, execute every notebook, rebuild figures/ and build/ (ARGS="--only 05 -p seed 7")
 	$(BIN)/python -m analysis data --best-effort

@@ -70,27 +70,148 @@ def _git(args: Sequence[str]) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
-def git_info(pathspecs: Sequence[str | os.PathLike] = ("analysis",)) -> dict[str, Any]:
-    """Last commit that touched ``pathspecs`` (relative to the project root) and whether they are dirty.
+#: Paths whose changes do not make the code "dirty": the published figures are outputs, not code.
+GIT_DIRTY_EXCLUDE = ("figures",)
+
+
+def git_info(exclude: Sequence[str] = GIT_DIRTY_EXCLUDE) -> dict[str, Any]:
+    """The commit checked out when a result is made (HEAD) and whether tracked code differs from it.
 
     Returns ``{"commit": <40 hex> | None, "dirty": bool | None}``; both None outside a git checkout.
-    Only the given paths count, so committing generated figures does not change the recorded commit.
+    ``dirty`` counts modified, staged and untracked (not ignored) files anywhere in the checkout except
+    under ``exclude`` (the published ``figures/``). Notebooks are compared through git's clean filter
+    (nbstripout, installed by ``make setup``), so outputs autosaved by JupyterLab do not count.
     """
-    specs = []
-    for spec in pathspecs:
-        spec_path = Path(spec)
-        if spec_path.is_absolute():
-            try:
-                spec_path = spec_path.resolve().relative_to(paths.ROOT)
-            except ValueError:
-                continue  # outside the repository: git knows nothing about it
-        specs.append(spec_path.as_posix())
-    if not specs:
+    head = _git(["rev-parse", "--verify", "--quiet", "HEAD"])
+    commit = head.strip() if head else None
+    if commit is None:
         return {"commit": None, "dirty": None}
-    commit = _git(["log", "-1", "--format=%H", "--", *specs])
+    specs = [".", *(f":(exclude){item}" for item in exclude)]
     status = _git(["status", "--porcelain", "--untracked-files=normal", "--", *specs])
-    commit = commit.strip() if commit else None
-    return {"commit": commit or None, "dirty": None if status is None else bool(status.strip())}
+    return {"commit": commit, "dirty": None if status is None else bool(status.strip())}
+
+
+# ------------------------------------------------------------------------------------- notebooks
+#: Keys nbstripout strips by default (nbstripout 0.9 ``main``), repeated here so that the notebook hash
+#: below equals the content git stores through the filter.
+NBSTRIPOUT_DEFAULT_KEYS = (
+    "metadata.signature", "metadata.widgets", "cell.metadata.collapsed", "cell.metadata.ExecuteTime",
+    "cell.metadata.execution", "cell.metadata.heading_collapsed", "cell.metadata.hidden",
+    "cell.metadata.scrolled",
+)
+#: Extra keys the kit's filter strips: the interpreter's patch version (the kernel writes it into
+#: ``language_info`` and it differs between machines) and papermill's run records.
+NOTEBOOK_EXTRA_KEYS = ("metadata.language_info.version", "metadata.papermill", "cell.metadata.papermill")
+#: nbstripout options of the kit's git filter: keep the committed cell ids (JupyterLab keeps them too).
+NBSTRIPOUT_OPTIONS = ("--keep-id", "--extra-keys", " ".join(NOTEBOOK_EXTRA_KEYS))
+
+
+def stripped_notebook(path: str | os.PathLike) -> bytes:
+    """The bytes git stores for a notebook file through the kit's nbstripout filter (no outputs, no counts).
+
+    Same result as ``python -m nbstripout --keep-id --extra-keys ... < path``; for a notebook that is
+    already clean this is the file itself. ValueError naming the file if it is missing or not a notebook.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"cannot hash {str(path)!r}: no such file")
+    return stripped_notebook_bytes(path.read_bytes(), str(path))
+
+
+def stripped_notebook_bytes(data: bytes, name: str = "notebook") -> bytes:
+    """:func:`stripped_notebook` for a notebook's bytes (e.g. ``git show HEAD:notebooks/...``)."""
+    import warnings
+
+    import nbformat
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)
+        try:
+            nb = nbformat.reads(data.decode("utf-8"), as_version=nbformat.NO_CONVERT)
+        except Exception as exc:  # noqa: BLE001 - nbformat raises several types for bad JSON
+            raise ValueError(f"{name!r} is not a readable notebook: {exc}") from None
+        text = nbformat.writes(_strip_node(nb))
+    if not text.endswith("\n"):
+        text += "\n"  # as nbformat.write (used by nbstripout) ends the file
+    return text.encode("utf-8")
+
+
+def notebook_sha256(path: str | os.PathLike) -> str:
+    """sha256 of the notebook as git stores it (:func:`stripped_notebook`): outputs and execution counts
+    saved by JupyterLab or papermill do not change it; an edit to a cell's source or tags does."""
+    return sha256_bytes(stripped_notebook(path))
+
+
+def _strip_node(nb):
+    from nbstripout import strip_output
+
+    return strip_output(nb, keep_output=False, keep_count=False, keep_id=True,
+                        extra_keys=[*NBSTRIPOUT_DEFAULT_KEYS, *NOTEBOOK_EXTRA_KEYS])
+
+
+def strip_before_save(model: dict, path: str, contents_manager: Any, **kwargs: Any) -> None:
+    """JupyterLab pre-save hook: a notebook under ``notebooks/`` is saved as git stores it.
+
+    Outputs, execution counts and the interpreter's patch version stay in the browser but are not
+    written to the file, so opening, running and autosaving a source notebook leaves ``git status``
+    clean (the git filter alone leaves size-changed files listed as modified). Other folders (e.g. a
+    scratch notebook under ``build/``) are saved unchanged. Registered by ``make setup``.
+    """
+    if model.get("type") != "notebook" or not isinstance(model.get("content"), dict):
+        return
+    try:
+        os_path = Path(contents_manager._get_os_path(path)).resolve()
+    except Exception:  # noqa: BLE001 - not a file-backed contents manager: leave the save alone
+        return
+    if not os_path.is_relative_to(paths.NOTEBOOKS.resolve()):
+        return
+    import nbformat
+
+    model["content"] = _strip_node(nbformat.from_dict(model["content"]))
+
+
+def install_jupyter_save_hook(prefix: str | os.PathLike) -> Path:
+    """Register :func:`strip_before_save` in ``<prefix>/etc/jupyter/jupyter_server_config.json``.
+
+    ``prefix``: the environment (``.venv``) whose Jupyter server runs JupyterLab. Other settings in that
+    file are kept. (Files in ``jupyter_server_config.d/`` only enable extensions, so the hook goes here.)
+    """
+    import json
+
+    target = Path(prefix) / "etc" / "jupyter" / "jupyter_server_config.json"
+    config: dict[str, Any] = {}
+    if target.is_file():
+        try:
+            config = json.loads(target.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{target}: not valid JSON ({exc}); fix or delete it") from None
+    config.setdefault("ContentsManager", {})["pre_save_hook"] = "analysis.provenance.strip_before_save"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return target
+
+
+def notebook_filter_command(python: str) -> str:
+    """The git clean-filter command line: ``"<python>" -m nbstripout --keep-id --extra-keys '...'``."""
+    import shlex
+
+    return " ".join([shlex.quote(python), "-m", "nbstripout", *(shlex.quote(o) for o in NBSTRIPOUT_OPTIONS)])
+
+
+def install_notebook_filter(python: str = ".venv/bin/python", repo: str | os.PathLike | None = None) -> None:
+    """Register nbstripout as the git filter and diff driver named in ``.gitattributes`` (``make setup``).
+
+    ``python``: the interpreter that has nbstripout; a relative path is resolved by git from the top of
+    the working tree (so each checkout or worktree uses its own ``.venv``). Writes the repository's
+    local git config (``filter.nbstripout.*``, ``diff.ipynb.textconv``), like ``nbstripout --install``.
+    """
+    command = notebook_filter_command(python)
+    settings = [("filter.nbstripout.clean", command), ("filter.nbstripout.smudge", "cat"),
+                ("filter.nbstripout.required", "true"), ("diff.ipynb.textconv", command + " -t")]
+    where = Path(repo) if repo is not None else paths.ROOT
+    for key, value in settings:
+        subprocess.run(["git", "-C", str(where), "config", "--local", key, value], check=True,
+                       capture_output=True, text=True, timeout=30)
 
 
 @lru_cache(maxsize=1)

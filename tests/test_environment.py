@@ -68,3 +68,59 @@ def test_installed_versions_match_lock():
         if installed != lock[name]:
             differ[name] = (installed, lock[name])
     assert not differ, f"installed vs locked: {differ}; run `make setup` after `rm -rf .venv`"
+
+
+def _requires_python() -> str:
+    import tomllib
+
+    return tomllib.loads((paths.ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+
+
+def _floor(spec: str) -> str:
+    match = re.match(r">=\s*(3\.\d+(?:\.\d+)?)\s*(?:,|$)", spec)
+    assert match, f"pyproject requires-python = {spec!r}: expected '>=3.N[.P][, ...]' (the lock's lowest Python)"
+    return match.group(1)
+
+
+#: Interpreter versions the checks below try (3.11.0 ... 3.14.20).
+CANDIDATE_PYTHONS = [f"3.{minor}.{patch}" for minor in range(11, 15) for patch in range(21)]
+
+
+def test_readme_pyproject_and_interpreter_agree_on_python_versions():
+    """README's "Python >= X.Y[.Z]", pyproject's requires-python, the Makefile's check, the running Python."""
+    import sys
+
+    from packaging.specifiers import SpecifierSet
+
+    spec = _requires_python()
+    floor = _floor(spec)
+    stated = set(re.findall(r"Python\s*>=\s*(3\.\d+(?:\.\d+)?)", (paths.ROOT / "README.md").read_text()))
+    assert stated == {floor}, f"README states Python >= {sorted(stated)}, pyproject {spec!r}"
+    makefile = (paths.ROOT / "Makefile").read_text()
+    assert f"MIN_PYTHON := {floor}\n" in makefile, "Makefile MIN_PYTHON differs from requires-python"
+    env = yaml.safe_load((paths.ROOT / "environment.yml").read_text())
+    conda_python = [d.split("=", 1)[1] for d in env["dependencies"] if isinstance(d, str) and
+                    d.startswith("python=")]
+    assert conda_python == [".".join(floor.split(".")[:2])], f"environment.yml python={conda_python}"
+    running = ".".join(map(str, sys.version_info[:3]))
+    assert running in SpecifierSet(spec), f"running Python {running} is outside requires-python {spec!r}"
+
+
+def test_requires_python_admits_no_interpreter_that_a_locked_pin_rejects():
+    """Every distribution installed from the lock accepts every Python that requires-python admits."""
+    from packaging.specifiers import SpecifierSet
+
+    spec = SpecifierSet(_requires_python())
+    admitted = [v for v in CANDIDATE_PYTHONS if v in spec]
+    assert admitted, f"requires-python {spec} admits none of 3.11-3.14"
+    rejected = {}
+    for name in _lock():
+        try:
+            requires = metadata.metadata(name).get("Requires-Python")
+        except metadata.PackageNotFoundError:
+            continue
+        if requires:
+            bad = [v for v in admitted if v not in SpecifierSet(requires)]
+            if bad:
+                rejected[name] = (requires, bad[:3])
+    assert not rejected, f"requires-python {spec} admits Pythons that locked packages reject: {rejected}"

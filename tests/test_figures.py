@@ -25,11 +25,18 @@ from analysis.figures import NotebookOutputs  # noqa: E402
 OKABE_ITO = {"#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7"}
 
 
-def write_notebook(path: Path, source: str = "x = 1") -> Path:
+def write_notebook(path: Path, source: str = "x = 1", parameters: str | None = None) -> Path:
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(source)]
+    if parameters is not None:
+        cell = nbformat.v4.new_code_cell(parameters)
+        cell.metadata["tags"] = ["parameters"]
+        nb.cells.append(cell)
     nbformat.write(nb, str(path))
     return path
+
+
+DEFAULTS = "quick: bool = False  # small sizes\nseed: int = 3\nrate: float = 2.5  # requests/s\n"
 
 
 @pytest.fixture
@@ -41,7 +48,7 @@ def out_dir(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture
 def notebook(tmp_path) -> Path:
-    return write_notebook(tmp_path / "07_demo.ipynb")
+    return write_notebook(tmp_path / "07_demo.ipynb", parameters=DEFAULTS)
 
 
 @pytest.fixture
@@ -110,7 +117,8 @@ def test_subplots_sizes_and_label_axes_units():
 def test_saving_twice_gives_identical_bytes_and_consistent_index(outputs, out_dir, notebook):
     fig = knee_figure()
     texts_before = list(fig.texts)
-    entry = outputs.save(fig, "fig-07-knee", "Mean response against utilisation.")
+    assert outputs.save(fig, "fig-07-knee", "Mean response against utilisation.") is None
+    entry = outputs.saved["fig-07-knee"]
     assert fig.texts == texts_before, "the provenance footer must not stay in the figure"
     figdir = out_dir / "figures"
     first = saved_files(figdir)
@@ -124,46 +132,116 @@ def test_saving_twice_gives_identical_bytes_and_consistent_index(outputs, out_di
 
     index = json.loads(first["index.json"])
     recorded = index["fig-07-knee"]
-    assert {k: v for k, v in entry.items() if k != "id"} == recorded
-    assert recorded["notebook_sha256"] == provenance.sha256_file(notebook)
+    assert entry == recorded
+    assert recorded["notebook_sha256"] == provenance.notebook_sha256(notebook)
     assert recorded["files"]["png"]["sha256"] == provenance.sha256_bytes(first["fig-07-knee.png"])
     assert recorded["files"]["svg"]["sha256"] == provenance.sha256_bytes(first["fig-07-knee.svg"])
     assert recorded["parameters"] == {"quick": False, "seed": 3, "rate": 2.5}
+    assert recorded["non_default_parameters"] == {}
     assert recorded["seed"] == 3 and recorded["data_source"].startswith("synthetic")
+    assert recorded["data_kind"] == "synthetic"
     assert set(recorded["packages"]) == {"python", "numpy", "pandas", "matplotlib", "ciw", "statsmodels",
                                          "scipy"}
     assert recorded["packages"]["matplotlib"] == matplotlib.__version__
     assert recorded["git_commit"] is None or re.fullmatch(r"[0-9a-f]{40}", recorded["git_commit"])
 
 
+def test_index_records_citable_content_hash_head_commit_and_command(outputs, out_dir):
+    outputs.save(knee_figure(), "fig-07-knee", "Mean response against utilisation.")
+    figdir = out_dir / "figures"
+    entry = figures.load_index(figdir)["fig-07-knee"]
+    both = (figdir / "fig-07-knee.png").read_bytes() + (figdir / "fig-07-knee.svg").read_bytes()
+    assert entry["content_sha256"] == provenance.sha256_bytes(both)  # = cat png svg | sha256sum
+    assert entry["cite"] == f"fig-07-knee@{entry['content_sha256'][:12]}"
+    head = subprocess.run(["git", "-C", str(paths.ROOT), "rev-parse", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+    assert entry["git_commit"] == (head or None), "the commit is HEAD when the figure was built"
+    assert isinstance(entry["git_dirty"], bool)
+    assert entry["command"] == "make reproduce ARGS='--only 07_demo'"
+    gallery = (figdir / "README.md").read_text()
+    assert f"`{entry['cite']}`" in gallery and (head[:12] in gallery if head else True)
+    # another picture under the same id gets another key
+    outputs.save(knee_figure(2.0), "fig-07-knee", "Mean response against utilisation.")
+    assert figures.load_index(figdir)["fig-07-knee"]["cite"] != entry["cite"]
+
+
+def test_non_default_parameters_and_data_are_marked_in_footer_and_index(notebook, out_dir):
+    out = NotebookOutputs(notebook, {"quick": True, "seed": 7, "rate": 2.5}, seed=7,
+                          data_source="real: api-01 (MIT)")
+    assert out.non_default_parameters == {"quick": {"value": True, "default": False},
+                                          "seed": {"value": 7, "default": 3}}
+    out.save(knee_figure(), "fig-07-changed", "Changed parameters.")
+    out.save(knee_figure(), "fig-07-usl", "Per-figure data source.", data_source="measured: usl package data")
+    figdir = out_dir / "figures"
+    svg = (figdir / "fig-07-changed.svg").read_text()
+    assert "QUICK RUN" in svg and "NON-DEFAULT PARAMETERS: seed=7" in svg
+    index = figures.load_index(figdir)
+    entry = index["fig-07-changed"]
+    assert entry["non_default_parameters"]["seed"] == {"value": 7, "default": 3}
+    assert entry["command"] == "make reproduce ARGS='--only 07_demo -p quick true -p seed 7'"
+    assert entry["data_kind"] == "real"
+    usl = index["fig-07-usl"]
+    assert usl["data_source"] == "measured: usl package data" and usl["data_kind"] == "none"
+    assert "data: measured: usl package data" in (figdir / "fig-07-usl.svg").read_text()
+    # defaults given as other numeric types (1000 vs 1000.0) are not "changed"
+    same = NotebookOutputs(notebook, {"quick": False, "seed": 3, "rate": 2.5, "derived": 9}, seed=3,
+                           data_source="synthetic default: x.csv (no real data found)")
+    assert same.non_default_parameters == {}
+    same.save(knee_figure(), "fig-07-syn", "Synthetic.")
+    assert "synthetic default" in (figdir / "fig-07-syn.svg").read_text()
+    assert index["fig-07-changed"]["data_source"] == "real: api-01 (MIT)"
+    with pytest.raises(ValueError, match="data_source"):
+        same.save(knee_figure(), "fig-07-bad", "Bad label.", data_source=" ")
+
+
+def test_save_refuses_the_committed_figures_folder(notebook, monkeypatch):
+    monkeypatch.setattr(paths, "figures_dir", lambda: paths.COMMITTED_FIGURES)
+    before = sorted(p.name for p in paths.COMMITTED_FIGURES.iterdir())
+    out = NotebookOutputs(notebook, {}, 3, "no dataset: theory")
+    with pytest.raises(ValueError, match="analysis.publish"):
+        out.save(knee_figure(), "fig-07-knee", "Caption.")
+    assert sorted(p.name for p in paths.COMMITTED_FIGURES.iterdir()) == before
+
+
 SUBPROCESS_SCRIPT = textwrap.dedent("""
-    import sys
+    import os, sys
     import matplotlib
     matplotlib.use("Agg")
     import numpy as np
+    import matplotlib.patches as mpatches
     from analysis import figures
+    garbage = [object() for _ in range(int(os.environ.get("GARBAGE", "0")))]  # other object addresses
+    noise = float(os.environ.get("LAYOUT_NOISE", "0"))  # invisible float noise in the axes position
     figures.use_house_style()
     out = figures.NotebookOutputs(sys.argv[1], {"seed": 3}, seed=3, data_source="synthetic test")
     for name in sys.argv[2:]:
-        fig, ax = figures.subplots()
-        rho = np.linspace(0, 0.95, 40)
-        ax.plot(rho, 1 / (1 - rho)); ax.imshow(np.arange(12.0).reshape(3, 4), extent=(0, .3, 5, 8))
-        figures.label_axes(ax, x="Utilisation ρ", x_unit="", y="Mean response", y_unit="s")
+        fig, axes = figures.subplots(1, 2, layout=None)
+        for i, ax in enumerate(axes):
+            ax.set_position([0.12 + 0.48 * i + noise, 0.2, 0.36 + noise, 0.7])
+            rho = np.linspace(0, 0.95, 40)
+            ax.plot(rho, 1 / (1 - rho), marker="o"); ax.imshow(np.arange(12.0).reshape(3, 4), extent=(0, .3, 5, 8))
+            ax.fill_between(rho, 0, 2, hatch="//", alpha=0.3)
+            circle = mpatches.Circle((0.5, 5), 3, transform=ax.transData, visible=False)
+            ax.add_patch(circle)
+            ax.plot(rho, 2 / (1 - rho))[0].set_clip_path(circle)
+            figures.label_axes(ax, x="Utilisation ρ", x_unit="", y="Mean response", y_unit="s")
         out.save(fig, name, "Caption of " + name)
 """)
 
 
-def run_saver(tmp_path: Path, out: Path, notebook: Path, ids: list[str], hashseed: str):
+def run_saver(tmp_path: Path, out: Path, notebook: Path, ids: list[str], hashseed: str, **extra_env: str):
     script = tmp_path / "saver.py"
     script.write_text(SUBPROCESS_SCRIPT)
-    env = dict(os.environ, PYTHONHASHSEED=hashseed, **{paths.OUTPUT_ENV_VAR: str(out)})
+    env = dict(os.environ, PYTHONHASHSEED=hashseed, **{paths.OUTPUT_ENV_VAR: str(out)}, **extra_env)
     return subprocess.Popen([sys.executable, str(script), str(notebook), *ids], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_fresh_processes_write_identical_bytes(tmp_path, notebook):
-    procs = [run_saver(tmp_path, tmp_path / f"out{i}", notebook, ["fig-07-image"], seed)
-             for i, seed in enumerate(["1", "98765"])]
+    """Other object addresses, hash seeds and last-bit float noise in the layout: same bytes."""
+    procs = [run_saver(tmp_path, tmp_path / f"out{i}", notebook, ["fig-07-image"], seed, GARBAGE=garbage,
+                       LAYOUT_NOISE=noise)
+             for i, (seed, garbage, noise) in enumerate([("1", "0", "0"), ("98765", "200003", "1e-13")])]
     for proc in procs:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
@@ -190,6 +268,7 @@ def test_footer_names_figure_and_data_source(notebook, out_dir):
     svg = (out_dir / "figures" / "fig-07-foot.svg").read_text()
     # matplotlib writes each text drawn as paths with the string as an XML comment
     assert "fig-07-foot · data: real: api-01 (MIT) · QUICK RUN" in svg
+    assert "NON-DEFAULT" not in svg  # this scratch notebook declares no parameters
     png_real = (out_dir / "figures" / "fig-07-foot.png").read_bytes()
     NotebookOutputs(notebook, {"quick": True}, seed=None, data_source="synthetic default").save(
         fig, "fig-07-foot", "Footer test.")
@@ -247,9 +326,9 @@ def test_bad_constructor_arguments_name_the_argument(tmp_path, notebook, out_dir
 def test_data_files_are_hashed(tmp_path, notebook, out_dir):
     data = tmp_path / "trace.csv"
     data.write_text("timestamp,value\n2024-01-01T00:00:00,1.5\n")
-    entry = NotebookOutputs(notebook, {}, 1, "real: test trace", data_files=[data]).save(
-        knee_figure(), "fig-07-data", "With data.")
-    assert entry["data_files"] == [{"path": provenance.portable_path(data),
+    out = NotebookOutputs(notebook, {}, 1, "real: test trace", data_files=[data])
+    out.save(knee_figure(), "fig-07-data", "With data.")
+    assert out.saved["fig-07-data"]["data_files"] == [{"path": provenance.portable_path(data),
                                     "sha256": provenance.sha256_file(data)}]
 
 
@@ -347,8 +426,10 @@ def test_ctrl_c_while_writing_is_held_until_files_and_index_agree(outputs, out_d
 # ------------------------------------------------------------------------------------- results
 
 def test_write_results_converts_numpy_and_adds_provenance(outputs, out_dir):
-    path = outputs.write_results({"p_wait": np.float64(0.25), "servers": np.int64(4), "ok": np.bool_(True),
-                                  "waits": np.array([0.5, 1.5]), "nested": {"n": np.int32(2)}, "none": None})
+    assert outputs.write_results({"p_wait": np.float64(0.25), "servers": np.int64(4), "ok": np.bool_(True),
+                                  "waits": np.array([0.5, 1.5]), "nested": {"n": np.int32(2)},
+                                  "none": None}) is None
+    path = outputs.results_path
     assert path == out_dir / "results" / "07_demo.json"
     text = path.read_text()
     data = json.loads(text)
@@ -359,9 +440,9 @@ def test_write_results_converts_numpy_and_adds_provenance(outputs, out_dir):
     assert data["provenance"]["seed"] == 3
     assert data["provenance"]["data_source"] == "synthetic default (no real data found)"
     assert list(data) == sorted(data)
-    assert outputs.write_results({"p_wait": np.float64(0.25), "servers": np.int64(4), "ok": np.bool_(True),
-                                  "waits": np.array([0.5, 1.5]), "nested": {"n": np.int32(2)},
-                                  "none": None}).read_text() == text
+    outputs.write_results({"p_wait": np.float64(0.25), "servers": np.int64(4), "ok": np.bool_(True),
+                           "waits": np.array([0.5, 1.5]), "nested": {"n": np.int32(2)}, "none": None})
+    assert path.read_text() == text
     assert temp_leftovers(path.parent) == []
 
 
@@ -380,7 +461,7 @@ def test_write_results_rejects_bad_values_naming_the_key(outputs, out_dir, bad, 
 
 # ---------------------------------------------------------------------------------- provenance
 
-def test_git_info_ignores_commits_outside_the_tracked_paths(tmp_path, monkeypatch):
+def _git_repo(tmp_path):
     repo = tmp_path / "repo"
     (repo / "analysis").mkdir(parents=True)
     (repo / "figures").mkdir()
@@ -393,15 +474,92 @@ def test_git_info_ignores_commits_outside_the_tracked_paths(tmp_path, monkeypatc
         git("init", "-q")
     except (OSError, subprocess.CalledProcessError) as exc:
         pytest.skip(f"git not usable here: {exc}")
+    return repo, git
+
+
+def test_git_info_is_head_and_dirty_ignores_published_figures(tmp_path, monkeypatch):
+    repo, git = _git_repo(tmp_path)
     (repo / "analysis" / "m.py").write_text("x = 1\n")
     git("add", ".")
     git("commit", "-qm", "code")
-    code_commit = git("rev-parse", "HEAD")
     (repo / "figures" / "fig.png").write_bytes(b"png")
     git("add", ".")
     git("commit", "-qm", "figures")
+    head = git("rev-parse", "HEAD")
     monkeypatch.setattr(paths, "ROOT", repo)
-    assert provenance.git_info(["analysis"]) == {"commit": code_commit, "dirty": False}
+    assert provenance.git_info() == {"commit": head, "dirty": False}
+    (repo / "figures" / "fig.png").write_bytes(b"png, republished")
+    assert provenance.git_info() == {"commit": head, "dirty": False}, "figures/ is output, not code"
     (repo / "analysis" / "m.py").write_text("x = 2\n")
-    assert provenance.git_info(["analysis"]) == {"commit": code_commit, "dirty": True}
-    assert provenance.git_info([tmp_path / "elsewhere.ipynb"]) == {"commit": None, "dirty": None}
+    assert provenance.git_info() == {"commit": head, "dirty": True}
+    monkeypatch.setattr(paths, "ROOT", tmp_path / "not-a-repo")
+    (tmp_path / "not-a-repo").mkdir()
+    assert provenance.git_info() == {"commit": None, "dirty": None}
+
+
+def test_notebook_hash_ignores_outputs_but_not_sources(tmp_path):
+    path = write_notebook(tmp_path / "07_demo.ipynb", "print(1)", parameters=DEFAULTS)
+    clean = provenance.notebook_sha256(path)
+    assert clean == provenance.sha256_file(path), "a clean notebook hashes as its own bytes"
+    nb = nbformat.read(str(path), as_version=4)
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
+    nb.cells[0].execution_count = 4
+    nb.metadata["language_info"] = {"name": "python", "version": "3.99.1"}
+    nb.metadata["kernelspec"] = {"name": "x", "display_name": "x", "language": "python"}
+    nbformat.write(nb, str(path))
+    autosaved = provenance.notebook_sha256(path)
+    nb.metadata["language_info"]["version"] = "3.11.0"
+    nbformat.write(nb, str(path))
+    assert provenance.notebook_sha256(path) == autosaved, "the interpreter's patch version is stripped"
+    nb.cells[0].source = "print(2)"
+    nbformat.write(nb, str(path))
+    assert provenance.notebook_sha256(path) != autosaved
+    with pytest.raises(ValueError, match="missing.ipynb"):
+        provenance.notebook_sha256(tmp_path / "missing.ipynb")
+
+
+def test_notebook_hash_equals_what_the_git_filter_stores(tmp_path):
+    """provenance.stripped_notebook is byte-for-byte the blob git stores through the kit's filter."""
+    repo, git = _git_repo(tmp_path)
+    provenance.install_notebook_filter(sys.executable, repo)
+    (repo / ".gitattributes").write_text((paths.ROOT / ".gitattributes").read_text())
+    path = write_notebook(repo / "07_demo.ipynb", "print(1)", parameters=DEFAULTS)
+    nb = nbformat.read(str(path), as_version=4)
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
+    nb.cells[0].execution_count = 1
+    nb.metadata["language_info"] = {"name": "python", "version": "3.11.7", "pygments_lexer": "ipython3"}
+    nbformat.write(nb, str(path))
+    git("add", ".")
+    git("commit", "-qm", "notebook")
+    blob = subprocess.run(["git", "-C", str(repo), "show", "HEAD:07_demo.ipynb"], capture_output=True,
+                          check=True).stdout
+    assert blob == provenance.stripped_notebook(path)
+    stored = json.loads(blob)
+    assert stored["cells"][0]["outputs"] == [] and stored["cells"][0]["execution_count"] is None
+    assert stored["metadata"]["language_info"] == {"name": "python", "pygments_lexer": "ipython3"}
+    # JupyterLab autosave with new outputs and another interpreter version: git sees no change
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="2\n")]
+    nb.cells[0].execution_count = 9
+    nb.metadata["language_info"]["version"] = "3.13.1"
+    nbformat.write(nb, str(path))
+    assert git("status", "--porcelain") == ""
+
+
+# ------------------------------------------------------------------------------------ svg ids
+
+def test_canonical_svg_renumbers_hashed_ids_and_merges_equal_clips():
+    def doc(a, b, c):
+        return (f'<g clip-path="url(#{a})"><use xlink:href="#m0123456789" /></g>'
+                f'<g clip-path="url(#{b})"/><g clip-path="url(#{c})"/><g id="axes_1"/>'
+                f'<defs><path id="m0123456789" d="M 0 0"/></defs><defs>'
+                f'<clipPath id="{a}">\n <rect x="1" y="2" width="3" height="4"/>\n</clipPath>\n'
+                f'<clipPath id="{b}">\n <rect x="1" y="2" width="3" height="4"/>\n</clipPath>\n'
+                f'<clipPath id="{c}">\n <rect x="5" y="2" width="3" height="4"/>\n</clipPath>\n</defs>')
+
+    one = figures.canonical_svg(doc("p1111111111", "p2222222222", "p3333333333"))
+    other = figures.canonical_svg(doc("pabcdefabcd", "p9999999999", "p0000000000"))
+    assert one == other
+    assert one.count("<clipPath") == 2 and 'url(#p-k1)' in one and 'url(#p-k2)' in one
+    assert one.count('url(#p-k1)') == 2, "equal clip geometry shares one definition"
+    assert 'href="#m-k1"' in one and 'id="m-k1"' in one and 'id="axes_1"' in one
+    assert not re.search(r"[0-9a-f]{10}", one)
