@@ -120,7 +120,8 @@ def wait_exit(proc: subprocess.Popen, timeout: float) -> tuple[int, str, str, fl
     return proc.returncode, out, err, time.monotonic() - start
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("signum, code", [pytest.param(signal.SIGINT, 130, id="SIGINT"),
+                                          pytest.param(signal.SIGTERM, 143, id="SIGTERM")])
 def test_signal_stops_the_run_kills_every_process_and_removes_temporaries(sleeping_run, signum, code):
     start, marker, build, token = sleeping_run
     figures_before = snapshot(paths.COMMITTED_FIGURES)
