@@ -317,7 +317,7 @@ def preflight(notebooks: Sequence[Path], per_notebook: Mapping[Path, Mapping[str
     if not jobs:
         return
     env = dict(os.environ)
-    with _scratch_dir(Path(cwd or notebooks[0].parent)) as scratch:
+    with _scratch_dir() as scratch:
         env[paths.OUTPUT_ENV_VAR] = str(scratch)  # a validate cell that writes anyway writes here
         try:
             done = subprocess.run([sys.executable, "-m", "analysis.reproduce", "--preflight"],
@@ -336,7 +336,7 @@ def preflight(notebooks: Sequence[Path], per_notebook: Mapping[Path, Mapping[str
 
 
 @contextlib.contextmanager
-def _scratch_dir(near: Path) -> Iterator[Path]:
+def _scratch_dir() -> Iterator[Path]:
     import tempfile
 
     scratch = Path(tempfile.mkdtemp(prefix="kit-preflight-"))
@@ -962,7 +962,12 @@ def _publish(job: _Job, result: NotebookResult) -> None:
         result.kept_back = [(fig_id, "analysis.publish is not available: nothing written to figures/")
                             for fig_id in result.figure_ids]
         return
-    report = publish_notebook(job.staging, job.notebook.name)
+    try:
+        report = publish_notebook(job.staging, job.notebook.name)
+    except Exception as exc:  # noqa: BLE001 - the notebook ran; say why its figures were not published
+        result.status = "failed"
+        result.error = f"publishing its figures failed: {type(exc).__name__}: {exc}"
+        return
     result.published = list(report.published)
     result.kept_back = [tuple(item) for item in report.kept_back]
 

@@ -231,6 +231,8 @@ def test_canonical_run_publishes_only_notebooks_that_succeeded(capsys, tmp_path,
     calls = []
 
     def publish_notebook(staging, notebook, destination=None):
+        if notebook == "03_corrupt.ipynb":
+            raise ValueError("figures/index.json: not a valid figure index")
         staging = Path(staging)
         index = json.loads((staging / "figures" / "index.json").read_text())
         calls.append((notebook, sorted(p.name for p in (staging / "figures").glob("fig-*")), sorted(index)))
@@ -240,15 +242,18 @@ def test_canonical_run_publishes_only_notebooks_that_succeeded(capsys, tmp_path,
     nbdir = tmp_path / "notebooks"
     make_notebook(nbdir / "01_fail.ipynb", FAIL_AFTER_FIGURE.format(name="01_fail.ipynb", nn="01"))
     make_notebook(nbdir / "02_ok.ipynb", WRITE_RESULTS_AND_FIGURE.format(name="02_ok.ipynb", nn="02"))
+    make_notebook(nbdir / "03_corrupt.ipynb", WRITE_RESULTS_AND_FIGURE.format(name="03_corrupt.ipynb", nn="03"))
     build = tmp_path / "build"
     code, stdout, err = run_cli(capsys, "--notebooks-dir", nbdir, "--build-dir", build)
     assert code == 1
+    assert ("03_corrupt.ipynb: outside the cells: publishing its figures failed: ValueError: "
+            "figures/index.json: not a valid figure index") in err
     # the failing notebook saved a figure before it failed: nothing of it is published
     assert calls == [("02_ok.ipynb", ["fig-02-line.png", "fig-02-line.svg"], ["fig-02-line"])]
     assert "02_ok.ipynb: published to figures/: fig-02-line" in stdout
     assert "02_ok.ipynb: kept back fig-02-other: made from the synthetic default data" in stdout
     assert "outputs of this run" not in stdout
-    assert sorted(p.name for p in (build / "results").iterdir()) == ["02_ok.json"]  # canonical: build/results
+    assert sorted(p.name for p in (build / "results").iterdir()) == ["02_ok.json", "03_corrupt.json"]
     assert not (build / "figures").exists()
     assert (build / "failed" / "01_fail.ipynb").is_file()
 
