@@ -1129,7 +1129,8 @@ def cli(args) -> int:
         for line in outputs_summary(results):
             print(line)
         unfinished = [r.notebook for r in results if r.status == "interrupted"]
-        what = f" ({', '.join(unfinished)} not finished; their partial outputs were removed)" if unfinished else ""
+        what = (f" ({', '.join(unfinished)} not finished; their partial outputs were removed)"
+                if unfinished else "")
         print(f"interrupted by {signal.Signals(signum).name}{what}: finished notebooks kept their outputs, "
               "committed figures are unchanged; rerun to finish", file=sys.stderr)
         return 128 + int(signum)

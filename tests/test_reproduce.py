@@ -290,9 +290,11 @@ def test_failed_rerun_keeps_the_last_good_build_and_files_have_normal_modes(caps
 @pytest.mark.notebook
 def test_parallel_run_gives_the_same_bytes_and_order_as_a_serial_run(tmp_path):
     nbdir = tmp_path / "notebooks"
-    slow = WRITE_RESULTS_AND_FIGURE.replace('"cwd": os.getcwd(), "output_dir": os.environ.get("KIT_OUTPUT_DIR", "")',
-                                            '"n": 1')
-    make_notebook(nbdir / "01_slow.ipynb", "import time; time.sleep(4)", slow.format(name="01_slow.ipynb", nn="01"))
+    # no paths in the results: they would differ between the two build folders
+    slow = WRITE_RESULTS_AND_FIGURE.replace(
+        '"cwd": os.getcwd(), "output_dir": os.environ.get("KIT_OUTPUT_DIR", "")', '"n": 1')
+    make_notebook(nbdir / "01_slow.ipynb", "import time; time.sleep(4)",
+                  slow.format(name="01_slow.ipynb", nn="01"))
     make_notebook(nbdir / "02_fast.ipynb", slow.format(name="02_fast.ipynb", nn="02"))
     outputs = {}
     for jobs in (1, 2):
@@ -362,8 +364,8 @@ def test_real_notebooks_reject_a_negative_seed_before_any_output():
     before = {d: sorted((p.name, p.stat().st_mtime_ns) for p in d.iterdir()) if d.is_dir() else None
               for d in watched}
     for nb in notebooks:
-        done = subprocess.run([sys.executable, "-m", "analysis", "reproduce", "--only", nb.name, "-p", "seed", "-1"],
-                              cwd=paths.ROOT, capture_output=True, text=True, timeout=120)
+        done = subprocess.run([sys.executable, "-m", "analysis", "reproduce", "--only", nb.name,
+                               "-p", "seed", "-1"], cwd=paths.ROOT, capture_output=True, text=True, timeout=120)
         assert done.returncode == 2, done.stderr
         assert done.stderr.startswith(f"error: {nb.name}: invalid parameters") and "seed" in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1 and done.stdout == ""
@@ -458,7 +460,8 @@ def test_notebooks_outside_the_runner_write_under_build_never_figures(monkeypatc
     monkeypatch.delenv(paths.OUTPUT_ENV_VAR)
     assert paths.figures_dir() == paths.BUILD / "interactive" / "figures"
     assert paths.results_dir() == paths.BUILD / "interactive" / "results"
-    assert paths.COMMITTED_FIGURES not in paths.figures_dir().parents and paths.figures_dir() != paths.COMMITTED_FIGURES
+    for directory in (paths.figures_dir(), paths.results_dir()):
+        assert directory != paths.COMMITTED_FIGURES and paths.COMMITTED_FIGURES not in directory.parents
 
 
 def test_output_folder_names_a_parametrised_run(tmp_path):
@@ -466,7 +469,8 @@ def test_output_folder_names_a_parametrised_run(tmp_path):
     assert reproduce.output_root(tmp_path, True, []) == tmp_path / "quick"
     assert reproduce.output_root(tmp_path, False, [("seed", "7"), ("replications", "20")]) == (
         tmp_path / "runs" / "seed-7_replications-20")
-    assert reproduce.output_root(tmp_path, True, [("data_dir", "/x/y z")]) == tmp_path / "runs" / "quick_data_dir-_x_y_z"
+    assert reproduce.output_root(tmp_path, True, [("data_dir", "/x/y z")]) == (
+        tmp_path / "runs" / "quick_data_dir-_x_y_z")
 
 
 def test_missing_parameter_value_is_one_line(capsys):
@@ -474,7 +478,8 @@ def test_missing_parameter_value_is_one_line(capsys):
         main(["reproduce", "-p", "seed"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert err == "error: -p needs a NAME and a VALUE, e.g. -p seed 7 (see `python -m analysis reproduce --help`)\n"
+    assert err == ("error: -p needs a NAME and a VALUE, e.g. -p seed 7 "
+                   "(see `python -m analysis reproduce --help`)\n")
 
 
 def test_format_table_lists_notebook_status_seconds_figures():
