@@ -357,6 +357,10 @@ def _preflight_main() -> int:
             exec(compile(job["parameters"], f"{job['notebook']}:parameters", "exec"), namespace)
             namespace.update(job["given"])
             exec(compile(job["validate"], f"{job['notebook']}:validate", "exec"), namespace)
+        except NameError as exc:
+            errors.append(f"{job['notebook']}: its 'validate' cell must use only the parameters and its own "
+                          f"imports ({type(exc).__name__}: {exc})")
+            break
         except BaseException as exc:  # noqa: BLE001 - every failure of the checks is a parameter error
             message = str(exc) or type(exc).__name__
             errors.append(f"{job['notebook']}: invalid parameters ({type(exc).__name__}: {message})")
@@ -465,6 +469,41 @@ def remove_stale_temporaries(folders: Sequence[Path]) -> list[Path]:
                             path.unlink()
                             removed.append(path)
     return removed
+
+
+def check_index(directory: Path) -> list[str]:
+    """Problems between a figure folder's ``index.json`` and its files (a run killed while saving).
+
+    One line per problem: a recorded file that is missing or whose sha256 differs, a figure file that the
+    index does not list, an index that is not valid JSON. Empty when everything matches or there is no index.
+    """
+    import hashlib
+
+    path = directory / "index.json"
+    if not path.is_file():
+        return []
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+        entries = {str(k): dict(v) for k, v in index.items()}
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        return [f"{path}: not a valid figure index ({exc})"]
+    problems, listed = [], set()
+    for fig_id, entry in sorted(entries.items()):
+        files = entry.get("files") if isinstance(entry.get("files"), dict) else {}
+        for record in files.values():
+            if not isinstance(record, dict) or "path" not in record:
+                continue
+            name = str(record["path"])
+            listed.add(name)
+            file = directory / name
+            if not file.is_file():
+                problems.append(f"{directory / name}: listed for {fig_id} in index.json but missing")
+            elif record.get("sha256") and hashlib.sha256(file.read_bytes()).hexdigest() != record["sha256"]:
+                problems.append(f"{directory / name}: sha256 differs from index.json (a run killed while saving?)")
+    for file in sorted(directory.glob("fig-*")):
+        if file.suffix in (".png", ".svg") and file.name not in listed:
+            problems.append(f"{file}: not listed in index.json")
+    return problems
 
 
 def _file_mode() -> int:
@@ -1015,6 +1054,8 @@ def run(notebooks_dir: str | os.PathLike | None = None, build_dir: str | os.Path
     report = _Progress(progress)
     with OutputLock(out_root), _Signals() as signals:
         remove_stale_temporaries([out_root] + ([paths.COMMITTED_FIGURES] if canonical else []))
+        for problem in check_index(paths.COMMITTED_FIGURES if canonical else out_root / "figures"):
+            print(f"warning: {problem}; rerun the notebook that makes it", file=sys.stderr)
         queue = [_Job(i, nb, injected[nb], out_root / ".staging" / nb.stem) for i, nb in enumerate(notebooks)]
         pending, running, finished = list(queue), [], {}
         next_result = 0

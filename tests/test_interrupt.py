@@ -17,13 +17,12 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil  # installed with ipykernel (requirements.lock)
 import pytest
 
 from analysis import paths
 
 from test_reproduce import make_notebook
-
-psutil = pytest.importorskip("psutil")
 
 pytestmark = pytest.mark.notebook
 

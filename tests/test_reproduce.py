@@ -355,6 +355,17 @@ def test_validate_cell_accepts_values_in_range(tmp_path):
     reproduce.preflight([nb], {nb: {}})  # nothing given: nothing to check
 
 
+def test_validate_cell_that_needs_other_cells_is_named(tmp_path):
+    nb = make_notebook(tmp_path / "01_v.ipynb")
+    raw = json.loads(nb.read_text())
+    raw["cells"].insert(2, {"cell_type": "code", "metadata": {"tags": ["validate"]}, "outputs": [],
+                            "execution_count": None, "source": "if np.isnan(rate):\n    raise ValueError"})
+    nb.write_text(json.dumps(raw))
+    with pytest.raises(reproduce.ParameterError, match=r"^01_v.ipynb: its 'validate' cell must use only the "
+                       r"parameters and its own imports \(NameError: name 'np' is not defined\)"):
+        reproduce.preflight([nb], {nb: {"rate": 1.0}})
+
+
 def test_real_notebooks_reject_a_negative_seed_before_any_output():
     notebooks = [nb for nb in reproduce.discover(paths.NOTEBOOKS)
                  if reproduce.tagged_cell(reproduce.read_notebook_json(nb), "validate")[1] is not None]
@@ -419,6 +430,29 @@ def test_stale_temporaries_of_killed_runs_are_removed(tmp_path):
     reproduce.remove_stale_temporaries([out])
     assert [p for p in stale if p.exists()] == [] and not (out / ".staging").exists()
     assert all(p.exists() for p in kept)
+
+
+def test_index_is_checked_against_the_figure_files(tmp_path):
+    import hashlib
+
+    good, bad = b"png bytes", b"svg bytes"
+    (tmp_path / "fig-01-a.png").write_bytes(good)
+    (tmp_path / "fig-01-a.svg").write_bytes(b"half-written svg")
+    (tmp_path / "fig-01-orphan.png").write_bytes(b"x")
+    index = {"fig-01-a": {"files": {"png": {"path": "fig-01-a.png", "sha256": hashlib.sha256(good).hexdigest()},
+                                    "svg": {"path": "fig-01-a.svg", "sha256": hashlib.sha256(bad).hexdigest()}}},
+             "fig-01-gone": {"files": {"png": {"path": "fig-01-gone.png", "sha256": "0" * 64}}}}
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    assert reproduce.check_index(tmp_path) == [
+        f"{tmp_path / 'fig-01-a.svg'}: sha256 differs from index.json (a run killed while saving?)",
+        f"{tmp_path / 'fig-01-gone.png'}: listed for fig-01-gone in index.json but missing",
+        f"{tmp_path / 'fig-01-orphan.png'}: not listed in index.json"]
+    (tmp_path / "index.json").write_text("{broken")
+    assert reproduce.check_index(tmp_path)[0].startswith(f"{tmp_path / 'index.json'}: not a valid figure index")
+
+
+def test_committed_index_matches_the_committed_figures():
+    assert reproduce.check_index(paths.COMMITTED_FIGURES) == []
 
 
 # ------------------------------------------------------------------------------------ progress
