@@ -273,7 +273,7 @@ def _single_quantile(rate: float, mu: float, c: int, q: float) -> float:
 
 
 def _p_wait(rate: float, mu: float, c: int) -> float:
-    return 0.0 if rate == 0.0 else theory.erlang_c(c, rate / mu)
+    return 0.0 if rate == 0.0 else theory.erlang_c(rate, mu, c)
 
 
 # ------------------------------------------------------------------------------------------- sizing
@@ -295,7 +295,7 @@ def _size_one(rate: float, mu: float, slo: SLO) -> int:
     if rate == 0.0:
         return 0
     if slo.kind == "wait_exceeds":
-        return theory.servers_for_wait_exceeding(rate, mu, slo.threshold_s, slo.probability)
+        return theory.servers_for_service_level(rate, mu, slo.threshold_s, 1.0 - slo.probability)
     return _servers_for_response(rate, mu, slo.threshold_s, slo.probability)
 
 
@@ -339,9 +339,10 @@ def servers_needed(rates, service_rate, slo: SLO | None = None, *, wait_target_s
     rates: requests/s, a scalar (-> int) or a Series (-> Series of ints, same index). service_rate:
     requests/s per server. Target: ``slo=SLO(...)`` or the keywords (``wait_target_s`` +
     ``wait_prob``: P(W > t) <= p; ``p99_response_s``: p99 response <= that many seconds). Uses
-    theory.servers_for_wait_exceeding and, for response quantiles, the least c with
-    theory.mmc_response_survival <= probability. Result clipped to [min_servers, max_servers] (a cap
-    may break the SLO). A zero rate needs min_servers.
+    theory.servers_for_service_level (at least 1 - p of requests wait at most t) and, for
+    response quantiles, the least c with theory.mmc_response_survival <= probability. Result
+    clipped to [min_servers, max_servers] (a cap may break the SLO). A zero rate needs
+    min_servers.
     """
     mu = checks.positive("service_rate", service_rate)
     target = _make_slo(slo, wait_target_s, wait_prob, p99_response_s)
@@ -1197,7 +1198,7 @@ def simulate_policy(demand: pd.Series, servers, service_rate, slo: SLO, *, name:
     """ciw simulation (analysis.simulation.run_trials) of a schedule against time-varying demand.
 
     The schedule is replayed time-compressed (see compressed_pieces and the module docstring) as a
-    one-service analysis.topology.ServiceGraph: Exponential(service_rate) service,
+    one-service analysis.topology.ServiceGraph: Exponential(rate=service_rate) service,
     piecewise-constant Poisson arrival rates and a server schedule. Per interval (pooled over
     replications, 95% half-widths from the spread across them): P(wait > t) (wait SLO), the
     response-time quantile of the SLO (or p99), mean wait, rejected fraction, and the verdicts
@@ -1474,7 +1475,8 @@ def savings_against(frontier: pd.DataFrame, baseline: str, *, by: str = "attainm
 def cheapest_at_equal_slo(frontier: pd.DataFrame, baseline: str, *,
                           candidates: Sequence[str] | None = None, by: str = "attainment",
                           attainment_tolerance: float = 0.0) -> pd.Series:
-    """The cheapest policy (of ``candidates``, default all) with attainment >= the baseline's.
+    """The cheapest policy (of ``candidates``, default all) at equal SLO: attainment >= the baseline's
+    (within ``attainment_tolerance``) and not significantly worse (see :func:`cheapest_policy_meeting_slo`).
 
     Returns a Series (policy, baseline, cost, saving, saving_pct, attainment, baseline_attainment,
     ...); ValueError when none qualifies.
@@ -1486,9 +1488,63 @@ def cheapest_at_equal_slo(frontier: pd.DataFrame, baseline: str, *,
             raise ValueError(f"candidates: {unknown} not in the frontier "
                              f"(policies: {list(frontier.index)})")
         s = s[s.index.isin(list(candidates))]
-    ok = s[s["equal_or_better"]]
+    ok = s[s["equal_or_better"] & ~s["significantly_worse"]]
     if ok.empty:
         raise ValueError(f"no policy reaches the {by} of baseline={baseline!r} "
                          f"({frontier.loc[baseline, by]:.3f})")
     best = ok.sort_values(["cost", "saving"]).iloc[0]
     return pd.concat([pd.Series({"policy": best.name, "baseline": baseline}), best])
+
+
+# ------------------------------------------------------------------------------------ conclusion rule
+@dataclass(frozen=True)
+class PolicyChoice:
+    """What a savings table allows one to conclude about "the cheapest policy at equal SLO".
+
+    policy: the chosen policy, or None when no policy qualifies; saving_pct: its saving against the
+    baseline (% of the baseline's cost), None without a choice; reason: one sentence saying why;
+    excluded: policy -> why it does not count as "equal SLO" (or is not cheaper).
+    """
+
+    policy: str | None
+    saving_pct: float | None
+    reason: str
+    excluded: dict[str, str]
+
+
+def cheapest_policy_meeting_slo(table: pd.DataFrame, baseline: str = "the baseline") -> PolicyChoice:
+    """The cheapest policy whose SLO attainment is equal to the baseline's, by a rule the table can check.
+
+    table: the DataFrame of :func:`savings_against` (one row per policy, baseline excluded). A policy is at
+    equal SLO when both hold: ``equal_or_better`` (attainment within the tolerance of the baseline's) and
+    not ``significantly_worse`` (its attainment band does not lie wholly below the baseline's band). Of
+    those, the one with the lowest cost is chosen if it is cheaper than the baseline (saving_pct > 0).
+    baseline: the baseline's name, for the sentences.
+    """
+    need = {"cost", "saving_pct", "attainment", "baseline_attainment", "equal_or_better", "significantly_worse"}
+    if not isinstance(table, pd.DataFrame) or not need <= set(table.columns):
+        missing = sorted(need - set(getattr(table, "columns", [])))
+        raise ValueError(f"table: expected the DataFrame returned by savings_against (missing columns {missing})")
+    excluded: dict[str, str] = {}
+    qualifying = []
+    for name, row in table.iterrows():
+        att, base = 100 * float(row["attainment"]), 100 * float(row["baseline_attainment"])
+        if bool(row["significantly_worse"]):
+            excluded[name] = (f"its attainment ({att:.1f}% of hours) is significantly worse than {baseline}'s "
+                              f"({base:.1f}%): its 95% band lies wholly below")
+        elif not bool(row["equal_or_better"]):
+            excluded[name] = (f"its attainment ({att:.1f}% of hours) is below {baseline}'s ({base:.1f}%) by more "
+                              "than the tolerance")
+        elif not float(row["saving_pct"]) > 0:
+            excluded[name] = f"it is not cheaper than {baseline} ({float(row['saving_pct']):+.1f}% saving)"
+        else:
+            qualifying.append(name)
+    if not qualifying:
+        why = "; ".join(f"{k}: {v}" for k, v in excluded.items()) or "the table lists no other policy"
+        return PolicyChoice(None, None, f"no policy is cheaper than {baseline} at equal SLO ({why})", excluded)
+    best = min(qualifying, key=lambda k: (float(table.loc[k, "cost"]), str(k)))
+    row = table.loc[best]
+    reason = (f"{best} is the cheapest policy whose attainment ({100 * float(row['attainment']):.1f}% of hours) "
+              f"is within the tolerance of {baseline}'s ({100 * float(row['baseline_attainment']):.1f}%) and not "
+              f"significantly worse, saving {float(row['saving_pct']):.1f}% of {baseline}'s cost")
+    return PolicyChoice(str(best), float(row["saving_pct"]), reason, excluded)

@@ -21,9 +21,41 @@ import numbers
 import numpy as np
 
 __all__ = [
-    "real", "positive", "nonnegative", "open_unit", "unit_interval",
+    "show", "real", "positive", "nonnegative", "open_unit", "unit_interval",
     "integer", "optional_integer", "nonempty_string",
 ]
+
+
+_SHOW_LIMIT = 200  # characters of a shown value before it is cut with "..."
+
+
+def show(value) -> str:
+    """A value as it should appear in a message: ``repr`` with numpy scalars as plain numbers.
+
+    ``np.float64(-20.0)`` shows as ``-20.0`` and ``np.str_('x')`` as ``'x'`` (numpy >= 2 reprs name the
+    type); 0-d arrays show the scalar they hold, other arrays a list; tuples, lists, named tuples and
+    dicts are shown element by element. Longer than 200 characters: cut with "...".
+    """
+    text = _show(value)
+    return text if len(text) <= _SHOW_LIMIT else text[:_SHOW_LIMIT - 3] + "..."
+
+
+def _show(value) -> str:
+    if isinstance(value, np.generic):
+        return repr(value.item())
+    if isinstance(value, np.ndarray):
+        return repr(value.item()) if value.ndim == 0 else _show(value.tolist())
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # named tuple
+        inner = ", ".join(f"{k}={_show(v)}" for k, v in zip(value._fields, value))
+        return f"{type(value).__name__}({inner})"
+    if isinstance(value, (tuple, list)):
+        inner = ", ".join(_show(v) for v in value)
+        if isinstance(value, tuple):
+            return f"({inner},)" if len(value) == 1 else f"({inner})"
+        return f"[{inner}]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_show(k)}: {_show(v)}" for k, v in value.items()) + "}"
+    return repr(value)
 
 
 def _scalar(value):
@@ -39,10 +71,10 @@ def real(name: str, value) -> float:
     """A finite real number, as a float."""
     value = _scalar(value)
     if not _is_number(value):
-        raise ValueError(f"{name} must be a number, got {value!r}")
+        raise ValueError(f"{name} must be a number, got {show(value)}")
     v = float(value)
     if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {value!r}")
+        raise ValueError(f"{name} must be finite, got {show(value)}")
     return v
 
 
@@ -50,7 +82,7 @@ def positive(name: str, value) -> float:
     """A finite number > 0."""
     v = real(name, value)
     if v <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
+        raise ValueError(f"{name} must be > 0, got {show(value)}")
     return v
 
 
@@ -58,7 +90,7 @@ def nonnegative(name: str, value) -> float:
     """A finite number >= 0."""
     v = real(name, value)
     if v < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
+        raise ValueError(f"{name} must be >= 0, got {show(value)}")
     return v
 
 
@@ -66,7 +98,7 @@ def open_unit(name: str, value) -> float:
     """A number strictly between 0 and 1 (e.g. a tail probability or a target utilisation)."""
     v = real(name, value)
     if not 0.0 < v < 1.0:
-        raise ValueError(f"{name} must be strictly between 0 and 1, got {value!r}")
+        raise ValueError(f"{name} must be strictly between 0 and 1, got {show(value)}")
     return v
 
 
@@ -74,7 +106,7 @@ def unit_interval(name: str, value) -> float:
     """A number in [0, 1] (e.g. a probability)."""
     v = real(name, value)
     if not 0.0 <= v <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+        raise ValueError(f"{name} must be in [0, 1], got {show(value)}")
     return v
 
 
@@ -86,9 +118,9 @@ def integer(name: str, value, minimum: int = 1) -> int:
     elif _is_number(value) and math.isfinite(float(value)) and float(value).is_integer():
         v = int(value)
     else:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {show(value)}")
     if v < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {show(value)}")
     return v
 
 
@@ -100,5 +132,5 @@ def optional_integer(name: str, value, minimum: int = 1) -> int | None:
 def nonempty_string(name: str, value) -> str:
     """A string with at least one non-blank character (returned unchanged)."""
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+        raise ValueError(f"{name} must be a non-empty string, got {show(value)}")
     return value

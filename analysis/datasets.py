@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import paths
+from . import checks, paths
 from .atomic import atomic_write_text
 
 __all__ = [
@@ -337,7 +337,7 @@ def get(name: str) -> Dataset:
     try:
         return REGISTRY[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(REGISTRY)}") from None
+        raise ValueError(f"unknown dataset {checks.show(name)}; valid names: {', '.join(REGISTRY)}") from None
 
 
 def registry_table() -> pd.DataFrame:
@@ -381,20 +381,54 @@ def verify(path: str | os.PathLike, expected: str, what: str = "") -> Path:
 
 
 def locate(name: str, data_dir: str | os.PathLike | None = "") -> Path | None:
-    """Verified local copy of dataset ``name``, or None when no data root is configured or the file is absent.
+    """Verified local copy of dataset ``name``; None only when the default lookup finds no copy.
 
-    The data root comes from :func:`analysis.paths.data_root` (``data_dir``, then ``KIT_DATA_DIR``, then
-    ``data/external``). A file whose sha256 differs from the registry raises ValueError naming the file,
-    the expected and the actual hash.
+    The data root comes from :func:`analysis.paths.data_lookup` (``data_dir``, then ``KIT_DATA_DIR``, then
+    ``data/external``). When the user named the location (``data_dir`` or ``KIT_DATA_DIR``) the file must be
+    there: FileNotFoundError naming the expected path otherwise (ValueError when that path is a directory),
+    so explicit data is never silently replaced by the synthetic default. A file whose sha256 differs from
+    the registry raises ValueError naming the file, the expected and the actual hash.
     """
     ds = get(name)
-    root = paths.data_root(data_dir)
+    root, named_by = paths.data_lookup(data_dir)
     if root is None:
         return None
     path = root / ds.relpath
-    if not path.is_file():
-        return None
-    return verify(path, ds.sha256, what=f"dataset {name!r}:")
+    if path.is_file():
+        return verify(path, ds.sha256, what=f"dataset {name!r}:")
+    if not named_by:
+        return None  # default lookup (data/external): the caller may use its synthetic default
+    where = f"{named_by} names a data folder (layout of shared/data)"
+    if path.is_dir():
+        raise ValueError(f"dataset {name!r}: {where}, but {path} is a directory, not the data file")
+    hint = _misplaced(root, ds)
+    raise FileNotFoundError(f"dataset {name!r}: {where}, but the file {path} does not exist"
+                            + (f"; found {hint} instead: point the location at the folder that holds "
+                               f"{ds.source}/" if hint else "")
+                            + (" (leave data_dir empty" if named_by.startswith("data_dir=") else
+                               f" (unset {paths.DATA_ENV_VAR}") + " for the kit's default lookup)")
+
+
+def _misplaced(root: Path, ds: Dataset) -> Path | None:
+    """A copy of ``ds`` at a near-miss place: flat in ``root``, ``root`` one level inside the layout
+    (``root/<path without its source folder>``), or one folder too deep (``root/*/relpath``,
+    ``<expected folder>/*/file``). Cheap: no recursive search."""
+    expected = root / ds.relpath
+    candidates = [root / ds.filename, root / ds.relpath.split("/", 1)[1]]
+    for folder, tail in ((root, ds.relpath), (expected.parent, ds.filename)):
+        try:
+            candidates += [child / tail for child in sorted(folder.iterdir()) if child.is_dir()]
+        except OSError:
+            pass
+    return next((c for c in candidates if _is_file(c)), None)
+
+
+def _is_file(path: Path) -> bool:
+    """Path.is_file that answers False for an unreadable folder instead of raising PermissionError."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 # ---------------------------------------------------------------------------------------------- fetch
@@ -459,8 +493,12 @@ def fetch(names: list[str] | tuple[str, ...] | str | None = None, dest: str | os
             names = [names]
         selected = [get(n) for n in names]
     if not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise ValueError(f"timeout={timeout!r}: must be a positive number of seconds")
+        raise ValueError(f"timeout={checks.show(timeout)}: must be a positive number of seconds")
     dest = Path(dest).expanduser()
+    env = os.environ.get(paths.DATA_ENV_VAR, "")
+    if env and not Path(env).expanduser().is_dir():
+        raise ValueError(f"environment variable {paths.DATA_ENV_VAR}={env!r}: no such directory (unset it to "
+                         f"download into {dest}, or point it at a copy of the data)")
 
     rows = []
     network_down = ""

@@ -440,8 +440,8 @@ class NotebookOutputs:
         return {"notebook": self.notebook, "parameters": self.parameters, "seed": self.seed,
                 "data_source": self.data_source, "data_files": self.data_files}
 
-    def _footer_text(self, fig_id: str) -> str:
-        text = f"{fig_id} · data: {self.data_source}"
+    def _footer_text(self, fig_id: str, data_source: str | None = None) -> str:
+        text = f"{fig_id} · data: {data_source or self.data_source}"
         if self.parameters.get("quick") is True:
             text += " · QUICK RUN (reduced sizes)"
         return text
@@ -457,11 +457,17 @@ class NotebookOutputs:
             raise ValueError(f"fig_id={fig_id!r}: number {match.group(1)} does not match notebook "
                              f"{self.notebook} (use 'fig-{self.number}-...')")
 
-    def save(self, fig: Figure, fig_id: str, caption: str) -> dict[str, Any]:
+    def save(self, fig: Figure, fig_id: str, caption: str, *, data_source: str | None = None) -> dict[str, Any]:
         """Write ``<fig_id>.png`` and ``.svg`` atomically into ``paths.figures_dir()`` and index them.
 
-        A footer naming the figure id and data source is drawn into the saved files. Returns the index entry.
+        A footer naming the figure id and data source is drawn into the saved files. ``data_source``
+        overrides the notebook's data source for this figure (e.g. measurements published by a package).
+        Returns the index entry.
         """
+        if data_source is not None and (not isinstance(data_source, str) or not data_source.strip()):
+            raise ValueError(f"data_source for {fig_id}: give a label of the data this figure plots, "
+                             f"got {data_source!r}")
+        source = data_source.strip() if data_source is not None else self.data_source
         self.check_fig_id(fig_id)
         if not isinstance(fig, Figure):
             raise ValueError(f"fig: expected a matplotlib Figure, got {type(fig).__name__}")
@@ -471,7 +477,7 @@ class NotebookOutputs:
         directory.mkdir(parents=True, exist_ok=True)
 
         # Render both formats in memory first: an interruption here leaves every file untouched.
-        with _with_footer(fig, self._footer_text(fig_id)) as extra:
+        with _with_footer(fig, self._footer_text(fig_id, source)) as extra:
             png = _render(fig, "png", extra)
             svg = _render(fig, "svg", extra)
 
@@ -482,7 +488,7 @@ class NotebookOutputs:
             "notebook_sha256": sha256_file(self.notebook_path),
             "parameters": self.parameters,
             "seed": self.seed,
-            "data_source": self.data_source,
+            "data_source": source,
             "data_files": self.data_files,
             "git_commit": git["commit"],
             "git_dirty": git["dirty"],

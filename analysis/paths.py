@@ -37,22 +37,36 @@ def data_root(data_dir: str | os.PathLike | None = "") -> Path | None:
     """Directory holding the real datasets (same layout as ``shared/data``), or None for the embedded default.
 
     Raises ValueError when an explicitly named directory (parameter or environment variable) does not exist,
-    rather than silently falling back to synthetic data.
+    rather than silently falling back to synthetic data. :func:`data_lookup` also says who named it.
+    """
+    return data_lookup(data_dir)[0]
+
+
+def data_lookup(data_dir: str | os.PathLike | None = "") -> tuple[Path | None, str]:
+    """``(root, named_by)``: the data root and who named it.
+
+    named_by is ``"data_dir='...'"`` or ``"KIT_DATA_DIR='...'"`` when the user named the location (a dataset
+    missing there is then an error, never the synthetic default), ``""`` for the default lookup
+    (``data/external`` or None). ValueError, naming the parameter or the variable, when a named location is
+    not a directory.
     """
     if data_dir:
         path = Path(data_dir).expanduser().resolve()
         if not path.is_dir():
-            raise ValueError(f"data_dir={str(data_dir)!r}: no such directory")
-        return path
+            what = "not a directory" if path.exists() else "no such directory"
+            raise ValueError(f"data_dir={str(data_dir)!r}: {what}")
+        return path, f"data_dir={str(data_dir)!r}"
     env = os.environ.get(DATA_ENV_VAR, "")
     if env:
         path = Path(env).expanduser().resolve()
         if not path.is_dir():
-            raise ValueError(f"environment variable {DATA_ENV_VAR}={env!r}: no such directory")
-        return path
+            what = "not a directory" if path.exists() else "no such directory"
+            raise ValueError(f"environment variable {DATA_ENV_VAR}={env!r}: {what} (unset it for the kit's "
+                             "default lookup, or point it at a copy of the data)")
+        return path, f"{DATA_ENV_VAR}={env!r}"
     if DATA_EXTERNAL.is_dir() and any(p.is_dir() for p in DATA_EXTERNAL.iterdir()):
-        return DATA_EXTERNAL
-    return None
+        return DATA_EXTERNAL, ""
+    return None, ""
 
 
 def output_root() -> Path | None:

@@ -19,8 +19,17 @@ How one replication runs (times in seconds)
    (first) arrival is in [warmup, horizon) count, together with all their visits. Utilisation
    is busy server-time inside [warmup, horizon] over available server-time (schedules included).
 5. The parent puts the replications side by side; every summary row is the mean across
-   replications with a 95% confidence interval from the t-distribution (n - 1 degrees of
-   freedom) on the per-replication values, so percentiles are "mean of per-replication p99".
+   replications with a confidence interval (level ``confidence``, default 0.95) from the
+   t-distribution (n - 1 degrees of freedom) on the per-replication values, so percentiles are
+   "mean of per-replication p99".
+
+Metric names are those of analysis.theory (mean_wait, p_wait, mean_response, mean_in_system,
+mean_queue_length, utilisation, p50/p95/p99_response; see METRICS), so a closed form and a
+simulation join on them (TrialResult.compare).
+
+Warm-up: steady-state summaries need one. ``warmup=None`` (the default) discards the first
+DEFAULT_WARMUP_FRACTION (10%) of the horizon and records the value in ``params["warmup"]``;
+pass ``warmup=0`` explicitly for a transient study that starts empty.
 
 Executors: "serial", "processes" (a local ProcessPoolExecutor, the default), any
 ``concurrent.futures.Executor`` except thread pools, or a dask ``distributed.Client`` whose
@@ -51,22 +60,29 @@ from analysis.fanout import FanOut, join_requests
 from analysis.topology import END_TO_END, CompiledModel, ServiceGraph
 
 __all__ = ["run_trials", "replication_seeds", "TrialResult", "END_TO_END", "time_average_in_system",
-           "VISIT_OUTCOMES", "REQUEST_OUTCOMES", "METRICS"]
+           "VISIT_OUTCOMES", "REQUEST_OUTCOMES", "METRICS", "DEFAULT_WARMUP_FRACTION",
+           "DEFAULT_CONFIDENCE"]
 
 VISIT_OUTCOMES = ["served", "timed_out", "rejected", "incomplete"]
 REQUEST_OUTCOMES = ["completed", "timed_out", "rejected", "incomplete"]
 ALL_CLASSES = "all"
+DEFAULT_WARMUP_FRACTION = 0.1      # warmup=None discards this fraction of the horizon
+DEFAULT_CONFIDENCE = 0.95
 METRICS = {
     "arrivals": "visits (requests for end-to-end) arriving in the window, per replication",
     "arrival_rate": "arrivals / window length (requests/s)",
     "completed": "served visits (completed requests for end-to-end)",
     "throughput": "completed / window length (requests/s)",
+    "p_wait": "fraction of served visits that waited in queue (wait > 0)",
     "mean_wait": "mean wait in queue before service (s)",
     "mean_response": "mean response (s): wait + service per visit; end-to-end: arrival to "
                      "completion",
     "p50_response": "median response (s)",
     "p95_response": "95th percentile response (s)",
     "p99_response": "99th percentile response (s)",
+    "mean_in_system": "time-average number of requests at the service (queue + service; "
+                      "end-to-end: in the graph) over the window, from every request present",
+    "mean_queue_length": "time-average number of requests waiting in queue over the window",
     "utilisation": "busy server-time / available server-time in the window",
     "timed_out": "visits (requests) that timed out",
     "blocked": "visits (requests) rejected by a full service or the admission cap",
@@ -95,15 +111,20 @@ def replication_seeds(seed: int, replications: int) -> list[int]:
 class TrialResult:
     """Results of :func:`run_trials`.
 
-    ``summary``: one row per (service, class, metric) with estimate (mean across replications),
-    ci_low, ci_high, half_width (95% t-interval), std (across replications) and replications
-    (number of replications with a finite value); service ``"end-to-end"`` holds the request
-    totals; class ``"all"`` aggregates every class. ``per_trial``: the per-replication values
-    behind it. ``records``: one row per visit (trial, request, class, service, arrival, wait,
-    service_time, exit, response, outcome); ``requests``: one row per request (trial, request,
-    class, arrival, exit, response, outcome, visits, retries, backoff_time; fan-out:
-    critical_service). Both are None with ``keep_records=False``. ``traffic``: the model's
-    predicted per-service traffic (arrival rate, capacity, utilisation), when available.
+    ``summary``: one row per (service, customer_class, metric) with estimate (mean across
+    replications), ci_low, ci_high, half_width (t-interval at level ``confidence``), std (across
+    replications) and replications (number of replications with a finite value); service
+    ``"end-to-end"`` holds the request totals; customer_class ``"all"`` aggregates every class.
+    ``summarise(confidence)`` recomputes it at another level. ``per_trial``: the
+    per-replication values behind it. ``records``: one row per visit (trial, request,
+    customer_class, service, arrival, wait, service_time, exit, response, outcome);
+    ``requests``: one row per request arriving in [warmup, horizon) (trial, request,
+    customer_class, arrival, exit, response, outcome, visits, retries, backoff_time; fan-out:
+    critical_service); ``carried_over``: (trial, request, arrival, exit) of the requests that
+    arrived before the warm-up cut and were still in the system at it (for
+    time_average_in_system). These three are None with ``keep_records=False``. ``traffic``: the
+    model's predicted per-service traffic (arrival rate, capacity, utilisation), when
+    available. ``params``: the run's settings, including the warm-up actually used.
     With preemptive priorities a visit's ``wait`` is ciw's (last service start - arrival), so it
     includes service received before a preemption; use response times for preemptive classes.
     """
@@ -113,25 +134,68 @@ class TrialResult:
     requests: pd.DataFrame | None
     traffic: pd.DataFrame | None
     params: dict = field(default_factory=dict)
+    confidence: float = DEFAULT_CONFIDENCE
+    carried_over: pd.DataFrame | None = None
 
-    def estimate(self, service: str, metric: str, customer_class: str = ALL_CLASSES) -> pd.Series:
+    def summarise(self, confidence: float | None = None) -> pd.DataFrame:
+        """The summary at another confidence level (in (0, 1)); None: this result's level."""
+        if confidence is None:
+            return self.summary
+        return _summarise(self.per_trial, checks.open_unit("confidence", confidence))
+
+    def estimate(self, service: str, metric: str, customer_class: str = ALL_CLASSES,
+                 confidence: float | None = None) -> pd.Series:
         """The summary row for one service (or "end-to-end"), metric and class."""
-        s = self.summary
+        s = self.summarise(confidence)
         row = s[(s["service"] == service) & (s["metric"] == metric)
-                & (s["class"] == customer_class)]
+                & (s["customer_class"] == customer_class)]
         if row.empty:
             raise ValueError(f"no summary row for service={service!r}, metric={metric!r}, "
-                             f"class={customer_class!r} (services: {list(s['service'].unique())}, "
-                             f"metrics: {list(s['metric'].unique())})")
+                             f"customer_class={customer_class!r} (services: "
+                             f"{list(s['service'].unique())}, metrics: "
+                             f"{list(s['metric'].unique())})")
         return row.iloc[0]
 
-    def table(self, value: str = "estimate", customer_class: str = ALL_CLASSES) -> pd.DataFrame:
+    def table(self, value: str = "estimate", customer_class: str = ALL_CLASSES,
+              confidence: float | None = None) -> pd.DataFrame:
         """Wide view: services x metrics of one summary column (estimate, ci_low, ...)."""
-        s = self.summary[self.summary["class"] == customer_class]
+        s = self.summarise(confidence)
+        s = s[s["customer_class"] == customer_class]
         out = s.pivot(index="service", columns="metric", values=value)
         order = [x for x in dict.fromkeys(s["service"])]
         cols = [m for m in METRICS if m in out.columns]
         return out.loc[order, cols]
+
+    def compare(self, expected, service: str | None = None,
+                customer_class: str = ALL_CLASSES,
+                confidence: float | None = None) -> pd.DataFrame:
+        """Theory beside simulation: one row per metric in ``expected`` (a mapping metric ->
+        value such as theory.mmc_metrics(...), or a DataFrame indexed by service with metric
+        columns such as theory.jackson_network(...)) that the summary has, with columns
+        service, metric, theory, estimate, ci_low, ci_high, inside (theory within the interval).
+        ``service``: required with a mapping."""
+        if isinstance(expected, pd.DataFrame):
+            items = [(svc, m, v) for svc, row in expected.iterrows() for m, v in row.items()]
+        else:
+            if service is None:
+                raise ValueError("service: give the service (or 'end-to-end') the expected "
+                                 "values are for")
+            items = [(service, m, v) for m, v in dict(expected).items()]
+        s = self.summarise(confidence)
+        s = s[s["customer_class"] == customer_class].set_index(["service", "metric"])
+        rows = []
+        for svc, m, v in items:
+            if (svc, m) not in s.index:
+                continue
+            r = s.loc[(svc, m)]
+            rows.append(dict(service=svc, metric=m, theory=float(v), estimate=r["estimate"],
+                             ci_low=r["ci_low"], ci_high=r["ci_high"],
+                             inside=bool(r["ci_low"] <= float(v) <= r["ci_high"])))
+        if not rows:
+            raise ValueError(f"compare: no metric of {sorted({m for _, m, _ in items})} for "
+                             f"services {sorted({str(x) for x, _, _ in items})} is in the "
+                             "summary")
+        return pd.DataFrame(rows)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -305,7 +369,19 @@ def _mean(x: np.ndarray) -> float:
     return float(x.mean()) if x.size else math.nan
 
 
-def _visit_stats(rows, service, cname, kind, wait, response, window):
+def _occupancy(arrival, leave, t0: float, t1: float) -> float:
+    """Time-average number of intervals [arrival, leave) covering [t0, t1] (leave may be nan:
+    still there at the end of the run)."""
+    if arrival.size == 0:
+        return 0.0
+    leave = np.where(np.isnan(leave), np.inf, leave)
+    overlap = np.clip(np.minimum(leave, t1) - np.maximum(arrival, t0), 0.0, None)
+    return float(overlap.sum()) / (t1 - t0)
+
+
+def _visit_stats(rows, service, cname, kind, wait, response, window, occupancy=None):
+    """Per-service metrics of the visits of requests that arrived in the window; ``occupancy``
+    = (mean_in_system, mean_queue_length) time averages over the window."""
     n = int(kind.size)
     served = kind == 0
     w = wait[served]
@@ -313,10 +389,14 @@ def _visit_stats(rows, service, cname, kind, wait, response, window):
     p50, p95, p99 = _quantiles(r)
     timed_out = int(np.count_nonzero(kind == 1))
     blocked = int(np.count_nonzero(kind == 2))
+    in_system, in_queue = occupancy if occupancy is not None else (math.nan, math.nan)
     for metric, value in (
         ("arrivals", n), ("arrival_rate", n / window), ("completed", int(served.sum())),
-        ("throughput", served.sum() / window), ("mean_wait", _mean(w)),
-        ("mean_response", _mean(r)), ("p50_response", p50), ("p95_response", p95),
+        ("throughput", served.sum() / window),
+        ("p_wait", float(np.count_nonzero(w > 0)) / w.size if w.size else math.nan),
+        ("mean_wait", _mean(w)),
+        ("mean_response", _mean(r)), ("mean_in_system", in_system),
+        ("mean_queue_length", in_queue), ("p50_response", p50), ("p95_response", p95),
         ("p99_response", p99), ("timed_out", timed_out), ("blocked", blocked),
         ("timed_out_fraction", timed_out / n if n else math.nan),
         ("blocked_fraction", blocked / n if n else math.nan),
@@ -324,7 +404,9 @@ def _visit_stats(rows, service, cname, kind, wait, response, window):
         rows.append((service, cname, metric, float(value)))
 
 
-def _request_stats(rows, cname, outcome, response, retries, window):
+def _request_stats(rows, cname, outcome, response, retries, window, in_system=math.nan):
+    """End-to-end metrics of the requests that arrived in the window; ``in_system``: the
+    time-average number of requests in the graph over the window."""
     n = int(outcome.size)
     done = outcome == 0
     r = response[done]
@@ -334,7 +416,8 @@ def _request_stats(rows, cname, outcome, response, retries, window):
     for metric, value in (
         ("arrivals", n), ("arrival_rate", n / window), ("completed", int(done.sum())),
         ("throughput", done.sum() / window), ("mean_response", _mean(r)),
-        ("p50_response", p50), ("p95_response", p95), ("p99_response", p99),
+        ("mean_in_system", in_system), ("p50_response", p50), ("p95_response", p95),
+        ("p99_response", p99),
         ("timed_out", timed_out), ("blocked", blocked),
         ("timed_out_fraction", timed_out / n if n else math.nan),
         ("blocked_fraction", blocked / n if n else math.nan),
@@ -480,11 +563,23 @@ def _reduce(task: _Task, compiled: CompiledModel, sim, end_time: float) -> dict:
     busy_end = np.where(np.isnan(busy_end) & ~np.isnan(busy_start), end_time, busy_end)
     overlap = np.clip(np.minimum(busy_end, horizon) - np.maximum(busy_start, warmup), 0.0, None)
     overlap = np.nan_to_num(overlap)
+    # occupancy from every visit present in the window (also those of requests that arrived
+    # before the warm-up cut): in system from arrival to exit, in queue until service starts
+    # (or until exit for a timed-out or rejected visit); unfinished visits stay to the end
+    present = v["kind"] != 4
+    queue_end = np.where(np.isnan(v["start"]), v["exit"], v["start"])
+
+    def occupancy(mask):
+        return (_occupancy(v["arrival"][mask], v["exit"][mask], warmup, horizon),
+                _occupancy(v["arrival"][mask], queue_end[mask], warmup, horizon))
+
     for i, name in enumerate(names):
         if name is None:
             continue
+        at_node = present & (v["node"] == i + 1)
         at = keep & (v["node"] == i + 1)
-        _visit_stats(rows, name, ALL_CLASSES, v["kind"][at], v["wait"][at], response[at], window)
+        _visit_stats(rows, name, ALL_CLASSES, v["kind"][at], v["wait"][at], response[at], window,
+                     occupancy(at_node))
         capacity = _servers_integral(compiled.servers[i], warmup, horizon)
         busy = float(overlap[v["node"] == i + 1].sum())
         rows.append((name, ALL_CLASSES, "utilisation",
@@ -493,15 +588,18 @@ def _reduce(task: _Task, compiled: CompiledModel, sim, end_time: float) -> dict:
             for c, cname in enumerate(class_names):
                 atc = at & (v["cls"] == c)
                 _visit_stats(rows, name, cname, v["kind"][atc], v["wait"][atc], response[atc],
-                             window)
+                             window, occupancy(at_node & (v["cls"] == c)))
     r_retries = req.get("retries")
     _request_stats(rows, ALL_CLASSES, req["outcome"][req_in], req_response[req_in],
-                   r_retries[req_in] if r_retries is not None else None, window)
+                   r_retries[req_in] if r_retries is not None else None, window,
+                   _occupancy(req["arrival"], req["exit"], warmup, horizon))
     if multi and fan is None:
         for c, cname in enumerate(class_names):
             m = req_in & (req["cls"] == c)
+            mc = req["cls"] == c
             _request_stats(rows, cname, req["outcome"][m], req_response[m],
-                           r_retries[m] if r_retries is not None else None, window)
+                           r_retries[m] if r_retries is not None else None, window,
+                           _occupancy(req["arrival"][mc], req["exit"][mc], warmup, horizon))
     out = {"trial": task.trial, "stats": rows, "class_names": class_names,
            "node_names": names, "end_time": end_time}
     if task.keep_records:
@@ -511,6 +609,9 @@ def _reduce(task: _Task, compiled: CompiledModel, sim, end_time: float) -> dict:
                              response=response[keep], kind=v["kind"][keep])
         out["requests"] = {k: a[req_in] for k, a in req.items()}
         out["requests"]["response"] = req_response[req_in]
+        carried = (req["arrival"] < warmup) & ~(req["exit"] <= warmup)   # nan exit: still in
+        out["carried_over"] = dict(request=req["request"][carried],
+                                   arrival=req["arrival"][carried], exit=req["exit"][carried])
     return out
 
 
@@ -614,21 +715,26 @@ def _check_executor(executor, max_workers):
 # the public entry point
 # ----------------------------------------------------------------------------------------------
 
-def run_trials(model, replications: int = 10, horizon: float = 1000.0, warmup: float = 0.0,
-               seed: int = 0, executor="processes", *, max_workers: int | None = None,
-               allow_overload: bool = False, drain: float | None = None,
-               keep_records: bool = True, progress: bool | None = None,
-               service_names=None) -> TrialResult:
+def run_trials(model, replications: int = 10, horizon: float = 1000.0,
+               warmup: float | None = None, seed: int = 0, executor="processes", *,
+               max_workers: int | None = None, allow_overload: bool = False,
+               drain: float | None = None, keep_records: bool = True,
+               progress: bool | None = None, service_names=None,
+               confidence: float = DEFAULT_CONFIDENCE) -> TrialResult:
     """Run ``replications`` independent replications of ``model`` and summarise them.
 
     model: ServiceGraph, FanOut or ciw.Network (give ``service_names`` for a ciw network).
     horizon: arrivals counted in [0, horizon) seconds; warmup: requests arriving before it are
-    dropped (0 <= warmup < horizon); drain: extra seconds allowed for tagged requests to finish
-    (default: horizon). seed: base seed (see replication_seeds). executor: "serial",
-    "processes", a concurrent.futures.Executor or a dask distributed.Client. allow_overload:
+    dropped (0 <= warmup < horizon); None (default): DEFAULT_WARMUP_FRACTION x horizon (10%),
+    recorded in ``params["warmup"]``; 0 only for a transient study that starts empty. drain:
+    extra seconds allowed for tagged requests to finish (default: horizon). seed: base seed
+    (see replication_seeds). executor: "serial", "processes", a concurrent.futures.Executor or
+    a dask distributed.Client. allow_overload:
     run even if some service has utilisation >= 1 (the run stays bounded: horizon + drain, and
     an admission cap on requests in the system). keep_records=False ships only per-replication
     statistics back (for very long runs). progress: tqdm bar (None: only on a terminal).
+    confidence: level of the summary's intervals (in (0, 1); TrialResult.summarise(level) gives
+    others).
 
     All inputs are checked (ValueError naming the culprit) before any simulation starts.
     """
@@ -637,7 +743,9 @@ def run_trials(model, replications: int = 10, horizon: float = 1000.0, warmup: f
                          f"got {type(model).__name__}")
     replications = checks.integer("replications", replications, 1)
     horizon = _check_time("horizon", horizon, allow_zero=False)
-    warmup = _check_time("warmup", warmup, allow_zero=True)
+    warmup = (DEFAULT_WARMUP_FRACTION * horizon if warmup is None
+              else _check_time("warmup", warmup, allow_zero=True))
+    confidence = checks.open_unit("confidence", confidence)
     if warmup >= horizon:
         raise ValueError(f"warmup ({warmup:g} s) must be shorter than horizon ({horizon:g} s)")
     drain = horizon if drain is None else _check_time("drain", drain, allow_zero=True)
@@ -661,15 +769,16 @@ def run_trials(model, replications: int = 10, horizon: float = 1000.0, warmup: f
              for i, s in enumerate(seeds)]
     outputs = _run_tasks(tasks, executor, max_workers, progress)
     per_trial = _per_trial_frame(outputs)
-    summary = _summarise(per_trial)
-    records = requests = None
+    summary = _summarise(per_trial, confidence)
+    records = requests = carried = None
     if keep_records:
-        records, requests = _record_frames(outputs)
+        records, requests, carried = _record_frames(outputs)
     params = dict(replications=replications, horizon=horizon, warmup=warmup, seed=seed,
                   drain=drain, seeds=seeds, allow_overload=allow_overload,
                   overloaded=overloaded, end_times=[o["end_time"] for o in outputs])
     return TrialResult(summary=summary, per_trial=per_trial, records=records, requests=requests,
-                       traffic=traffic, params=params)
+                       traffic=traffic, params=params, confidence=confidence,
+                       carried_over=carried)
 
 
 def _per_trial_frame(outputs) -> pd.DataFrame:
@@ -682,40 +791,47 @@ def _per_trial_frame(outputs) -> pd.DataFrame:
             metric.append(m)
             value.append(x)
     return pd.DataFrame({"trial": np.array(trial, dtype=np.int64), "service": service,
-                         "class": cls, "metric": metric, "value": np.array(value, dtype=float)})
+                         "customer_class": cls, "metric": metric,
+                         "value": np.array(value, dtype=float)})
 
 
-def _summarise(per_trial: pd.DataFrame) -> pd.DataFrame:
+def _summarise(per_trial: pd.DataFrame, confidence: float = DEFAULT_CONFIDENCE) -> pd.DataFrame:
+    """Mean across replications of every (service, customer_class, metric) with a t-interval
+    at level ``confidence``."""
     rows = []
-    for (service, cls, metric), g in per_trial.groupby(["service", "class", "metric"], sort=False):
+    t_level = 0.5 + 0.5 * confidence
+    for (service, cls, metric), g in per_trial.groupby(["service", "customer_class", "metric"],
+                                                       sort=False):
         x = g["value"].to_numpy()
         x = x[np.isfinite(x)]
         n = int(x.size)
         est = float(x.mean()) if n else math.nan
         if n >= 2:
             std = float(x.std(ddof=1))
-            half = float(stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n)
+            half = float(stats.t.ppf(t_level, n - 1)) * std / math.sqrt(n)
         else:
             std = half = math.nan
         rows.append((service, cls, metric, est, est - half, est + half, half, std, n))
-    return pd.DataFrame(rows, columns=["service", "class", "metric", "estimate", "ci_low",
-                                       "ci_high", "half_width", "std", "replications"])
+    return pd.DataFrame(rows, columns=["service", "customer_class", "metric", "estimate",
+                                       "ci_low", "ci_high", "half_width", "std",
+                                       "replications"])
 
 
-def _record_frames(outputs) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _record_frames(outputs) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     class_names = outputs[0]["class_names"]
     node_names = [n for n in outputs[0]["node_names"]]
     services = [n for n in node_names if n is not None]
     lut = np.array([services.index(n) if n is not None else -1 for n in node_names] + [-1],
                    dtype=np.int64)                      # ciw node id - 1 -> service code
-    vparts, rparts = [], []
+    vparts, rparts, cparts = [], [], []
     for o in outputs:
         vis, req = o["visits"], o["requests"]
         nv = vis["node"].size
         vparts.append(pd.DataFrame({
             "trial": np.full(nv, o["trial"], dtype=np.int32),
             "request": vis["request"],
-            "class": pd.Categorical.from_codes(vis["cls"].astype(np.int64), class_names),
+            "customer_class": pd.Categorical.from_codes(vis["cls"].astype(np.int64),
+                                                        class_names),
             "service": pd.Categorical.from_codes(lut[vis["node"] - 1], services),
             "arrival": vis["arrival"], "wait": vis["wait"], "service_time": vis["service_time"],
             "exit": vis["exit"], "response": vis["response"],
@@ -725,7 +841,8 @@ def _record_frames(outputs) -> tuple[pd.DataFrame, pd.DataFrame]:
         frame = {
             "trial": np.full(nr, o["trial"], dtype=np.int32),
             "request": req["request"],
-            "class": pd.Categorical.from_codes(req["cls"].astype(np.int64), class_names),
+            "customer_class": pd.Categorical.from_codes(req["cls"].astype(np.int64),
+                                                        class_names),
             "arrival": req["arrival"], "exit": req["exit"], "response": req["response"],
             "outcome": pd.Categorical.from_codes(req["outcome"].astype(np.int64), REQUEST_OUTCOMES),
         }
@@ -738,32 +855,54 @@ def _record_frames(outputs) -> tuple[pd.DataFrame, pd.DataFrame]:
             frame["retries"] = req["retries"].astype(np.int64)
             frame["backoff_time"] = req["backoff_time"].astype(float)
         rparts.append(pd.DataFrame(frame))
-    return (pd.concat(vparts, ignore_index=True), pd.concat(rparts, ignore_index=True))
+        co = o["carried_over"]
+        cparts.append(pd.DataFrame({"trial": np.full(co["request"].size, o["trial"], np.int32),
+                                    "request": co["request"], "arrival": co["arrival"],
+                                    "exit": co["exit"]}))
+    return (pd.concat(vparts, ignore_index=True), pd.concat(rparts, ignore_index=True),
+            pd.concat(cparts, ignore_index=True))
 
 
-def time_average_in_system(requests: pd.DataFrame, start: float, end: float) -> pd.Series:
+def time_average_in_system(result: TrialResult, start: float, end: float) -> pd.Series:
     """Time-average number of requests in the system over [start, end) seconds, per trial.
 
-    Integrates the request count N(t) exactly from each request's arrival and exit times (the
-    ``requests`` table of :class:`TrialResult`): L = (1 / (end - start)) * sum of the overlap of
-    [arrival, exit) with [start, end). An independent measurement of L for checking Little's law
-    L = lambda * W. Requests that arrived before the warm-up cut are not in ``requests``, so
-    choose ``start`` late enough that they have left. Requests with no exit (incomplete) count
-    until ``end``. Returns a Series indexed by trial (requests).
+    result: a TrialResult from run_trials(..., keep_records=True). Integrates the request count
+    N(t) exactly from each request's arrival and exit times: L = (1 / (end - start)) * sum of the
+    overlap of [arrival, exit) with [start, end), over the requests that arrived in the window
+    (``result.requests``) *and* those already in the system at the warm-up cut
+    (``result.carried_over``), so nothing present is left out. An independent measurement of L
+    for checking Little's law L = lambda * W. Needs warmup <= start < end <= horizon (outside
+    it some requests are not recorded: ValueError naming the limit). Requests with no exit
+    (incomplete) count until ``end``. Returns a Series indexed by trial (requests).
     """
-    if requests is None:
-        raise ValueError("requests is None: run run_trials(..., keep_records=True)")
-    missing = {"trial", "arrival", "exit"} - set(requests.columns)
-    if missing:
-        raise ValueError(f"requests: missing column(s) {sorted(missing)}")
+    if isinstance(result, pd.DataFrame):
+        raise ValueError("time_average_in_system needs the TrialResult (it also holds the "
+                         "requests already in the system at the warm-up cut), not "
+                         "result.requests")
+    if not isinstance(result, TrialResult):
+        raise ValueError(f"result must be a TrialResult from run_trials, got "
+                         f"{type(result).__name__}")
+    if result.requests is None or result.carried_over is None:
+        raise ValueError("result has no request records: run run_trials(..., keep_records=True)")
     start = _check_time("start", start, allow_zero=True)
     end = _check_time("end", end, allow_zero=False)
     if not start < end:
         raise ValueError(f"start ({start:g} s) must be before end ({end:g} s)")
+    warmup, horizon = result.params["warmup"], result.params["horizon"]
+    if start < warmup:
+        raise ValueError(f"start ({start:g} s) is before the warm-up cut ({warmup:g} s): requests "
+                         "that arrived and left before it are not recorded")
+    if end > horizon:
+        raise ValueError(f"end ({end:g} s) is after the horizon ({horizon:g} s): requests "
+                         "arriving after it are not recorded")
+    frames = [result.requests[["trial", "arrival", "exit"]],
+              result.carried_over[["trial", "arrival", "exit"]]]
+    requests = pd.concat(frames, ignore_index=True)
     arrival = requests["arrival"].to_numpy(dtype=float)
     exit_ = np.nan_to_num(requests["exit"].to_numpy(dtype=float), nan=end)
     overlap = np.clip(np.minimum(exit_, end) - np.maximum(arrival, start), 0.0, None)
     trials = requests["trial"].to_numpy()
     out = pd.Series(overlap, index=trials).groupby(level=0).sum() / (end - start)
+    out = out.reindex(range(result.params["replications"]), fill_value=0.0)
     out.index.name = "trial"
     return out.rename("mean_in_system")

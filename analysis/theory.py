@@ -1,13 +1,18 @@
 """Closed-form queueing results the kit's simulations and notebooks are checked against.
 
-Units throughout: rates in requests per second (1/s), times in seconds (s), loads in Erlangs
-(dimensionless: arrival rate x mean service time). Only numpy/scipy are used.
+Conventions (analysis/README.md): rates in requests per second (1/s), times in seconds (s).
+Closed forms take ``(arrival_rate, service_rate, servers)`` in that order (service_rate is per
+server); a function about offered load (Erlangs: arrival rate x mean service time) says so in
+its name (``erlang_c_from_load``). Squared coefficients of variation are keywords. Results use
+the metric names of the simulation summaries (mean_wait, p_wait, mean_response,
+mean_in_system, p99_response, ...) so theory and simulation join on them. Only numpy/scipy.
 
 Contents
-- Erlang B and C (stable recursion; servers up to 10^4 and more, loads in the thousands).
+- Erlang B and C (stable recursion, O(sqrt(load)) steps whatever the number of servers; loads up
+  to MAX_OFFERED_LOAD).
 - M/M/c: metrics, waiting- and response-time tail probabilities and quantiles, staffing
-  (least servers for a P(wait), mean-wait or P(W > t) target), square-root staffing and the
-  Halfin-Whitt beta.
+  (least servers for a P(wait), mean-wait or service-level target, by rates or by offered
+  load), square-root staffing and the Halfin-Whitt beta.
 - M/G/1 (Pollaczek-Khinchine), Kingman's G/G/1 approximation, M/M/1 with priority classes.
 - Open Jackson networks (traffic equations, per-node M/M/c metrics, network totals by Little's law).
 - Little's law; order statistics of fan-out (fork-join) requests; the supermarket model
@@ -32,7 +37,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -41,14 +45,16 @@ from scipy import optimize, special, stats
 from analysis import checks
 
 __all__ = [
-    "erlang_b", "erlang_c",
-    "mmc_metrics", "mmc_prob_wait_exceeds", "mmc_wait_quantile", "mmc_response_survival",
-    "mmc_response_quantile",
-    "servers_for_wait_probability", "servers_for_mean_wait", "servers_for_wait_exceeding",
+    "MAX_OFFERED_LOAD", "RESPONSE_QUANTILES", "quantile_name",
+    "erlang_b", "erlang_c", "erlang_b_from_load", "erlang_c_from_load",
+    "mmc_metrics", "mmc_prob_wait_exceeds", "mmc_service_level", "mmc_wait_quantile",
+    "mmc_response_survival", "mmc_response_quantile",
+    "servers_for_wait_probability", "servers_for_wait_probability_from_load",
+    "servers_for_mean_wait", "servers_for_service_level",
     "square_root_staffing", "halfin_whitt_alpha", "halfin_whitt_beta",
     "mg1_mean_wait", "mg1_metrics", "kingman_wait",
     "mm1_priority_waits", "mm1_priority_response_times",
-    "jackson_traffic", "jackson_network", "jackson_totals",
+    "jackson_traffic", "jackson_network", "jackson_totals", "JacksonTotals",
     "littles_law",
     "fanout_prob_slow", "fanout_max_quantile", "order_statistic_cdf", "fanout_max_mean_exponential",
     "kth_fastest_quantile",
@@ -94,8 +100,9 @@ def _vector(name: str, values, length: int | None = None) -> np.ndarray:
 
 
 def _dist(name: str, dist):
-    if not all(hasattr(dist, attr) for attr in ("ppf", "isf", "cdf")):
-        raise ValueError(f"{name} must be a frozen scipy.stats distribution "
+    if not all(callable(getattr(dist, attr, None)) for attr in ("ppf", "isf", "cdf")):
+        raise ValueError(f"{name} must be a distribution spec from analysis.topology (e.g. "
+                         f"Lognormal, Mixture) or a frozen scipy.stats distribution "
                          f"(with cdf/ppf/isf), got {dist!r}")
     return dist
 
@@ -104,26 +111,52 @@ def _dist(name: str, dist):
 # Erlang B and C
 # --------------------------------------------------------------------------------------------
 
-def _erlang_b_from(offered_load: float, servers: int, start_c: int = 0,
-                   start_b: float = 1.0) -> float:
-    """Erlang B recursion B(c) = A B(c-1) / (c + A B(c-1)) from (start_c, start_b) up to servers."""
-    b = start_b
+MAX_OFFERED_LOAD = 1e11
+"""Largest offered load (Erlangs) the Erlang functions accept: their cost grows like sqrt(load)
+steps (about 4 million steps, a second or two, at this limit); larger loads raise ValueError."""
+
+
+def _check_load_size(offered_load: float) -> None:
+    if offered_load > MAX_OFFERED_LOAD:
+        raise ValueError(f"offered load arrival_rate/service_rate = {offered_load:.6g} Erlangs is "
+                         f"above the limit MAX_OFFERED_LOAD = {MAX_OFFERED_LOAD:g} of the Erlang "
+                         "recursion (its cost grows like sqrt(load)); use the Halfin-Whitt "
+                         "approximation (halfin_whitt_alpha, square_root_staffing) instead")
+
+
+def _burn_in(offered_load: float) -> int:
+    """Recursion steps that make a starting error negligible: the recursion contracts by at
+    least 1 - 2 B(c) per step near c = A (B ~ 1/sqrt(A) there) and faster elsewhere."""
+    return 12 * math.ceil(math.sqrt(offered_load)) + 200
+
+
+def _erlang_b_steps(offered_load: float, servers: int) -> tuple[float, int]:
+    """(Erlang B, recursion steps used). B(k) = A B(k-1) / (k + A B(k-1)) is a contraction, so it
+    is started _burn_in(A) steps below ``servers`` from the Poisson hazard P(N=k)/P(N<=k) (scipy,
+    log space) when ``servers`` is larger than that, and stops early once B underflows to 0 (it
+    stays 0). The step count is bounded by _burn_in(A) + 1, whatever ``servers`` is."""
     a = offered_load
-    for k in range(start_c + 1, servers + 1):
+    burn = _burn_in(a)
+    if servers <= burn:
+        k0, b = 0, 1.0
+    else:
+        k0 = servers - burn
+        with np.errstate(all="ignore"):
+            b = math.exp(float(stats.poisson.logpmf(k0, a) - stats.poisson.logcdf(k0, a)))
+        if not (0.0 <= b <= 1.0):          # scipy failed at this size: any start in [0, 1] works
+            b = max(0.0, 1.0 - k0 / a)
+    steps = 0
+    for k in range(k0 + 1, servers + 1):
+        if b == 0.0:
+            break
         ab = a * b
         b = ab / (k + ab)
-    return b
+        steps += 1
+    return b, steps
 
 
-def _erlang_b_sequence(offered_load: float, first: int) -> Iterator[tuple[int, float]]:
-    """(c, B(c, A)) for c = first, first+1, ... computed incrementally (O(1) per step)."""
-    c = first
-    b = _erlang_b_from(offered_load, first)
-    while True:
-        yield c, b
-        c += 1
-        ab = offered_load * b
-        b = ab / (c + ab)
+def _erlang_b_from(offered_load: float, servers: int) -> float:
+    return _erlang_b_steps(offered_load, servers)[0]
 
 
 def _c_from_b(b: float, offered_load: float, servers: int) -> float:
@@ -131,79 +164,131 @@ def _c_from_b(b: float, offered_load: float, servers: int) -> float:
     return b / (1.0 - rho * (1.0 - b))
 
 
-def erlang_b(servers, offered_load) -> float:
-    """Erlang B blocking probability of an M/M/c/c loss system (dimensionless).
-
-    servers: number of servers c (integer >= 1); offered_load: A = arrival rate x mean service
-    time, in Erlangs (> 0). Computed with the stable recursion B(k) = A B(k-1) / (k + A B(k-1)),
-    so it neither overflows nor loses accuracy for c in the tens of thousands.
-    """
-    c = checks.integer("servers", servers)
+def _load_args(offered_load, servers) -> tuple[float, int]:
     a = checks.positive("offered_load", offered_load)
+    c = checks.integer("servers", servers)
+    _check_load_size(a)
+    return a, c
+
+
+def erlang_b_from_load(offered_load, servers) -> float:
+    """Erlang B blocking probability of an M/M/c/c loss system (dimensionless), from the offered
+    load A = arrival_rate / service_rate in Erlangs (> 0, at most MAX_OFFERED_LOAD) and the number
+    of servers c (integer >= 1). Stable recursion; cost O(sqrt(A)) steps whatever c is."""
+    a, c = _load_args(offered_load, servers)
     return _erlang_b_from(a, c)
 
 
-def erlang_c(servers, offered_load) -> float:
-    """Erlang C: probability that an arrival to an M/M/c queue waits (dimensionless).
+def erlang_b(arrival_rate, service_rate, servers) -> float:
+    """Erlang B: probability that an arrival to an M/M/c/c loss system is blocked.
 
-    servers: c (integer >= 1); offered_load: A in Erlangs, 0 < A < c (utilisation A/c < 1).
-    Computed from Erlang B: C = B / (1 - (A/c)(1 - B)).
+    arrival_rate and service_rate (per server) in requests/s, servers c (integer >= 1).
+    Same as erlang_b_from_load(arrival_rate / service_rate, servers).
     """
-    c = checks.integer("servers", servers)
-    a = checks.positive("offered_load", offered_load)
+    lam = checks.positive("arrival_rate", arrival_rate)
+    mu = checks.positive("service_rate", service_rate)
+    return erlang_b_from_load(lam / mu, servers)
+
+
+def erlang_c_from_load(offered_load, servers) -> float:
+    """Erlang C: probability that an arrival to an M/M/c queue waits, from the offered load
+    A in Erlangs (0 < A < c) and servers c (integer >= 1). C = B / (1 - (A/c)(1 - B))."""
+    a, c = _load_args(offered_load, servers)
     if a >= c:
         raise ValueError(f"utilisation offered_load/servers = {a / c:.6g} >= 1 "
                          f"(offered_load={a:g}, servers={c}): the queue has no steady state")
     return _c_from_b(_erlang_b_from(a, c), a, c)
 
 
+def erlang_c(arrival_rate, service_rate, servers) -> float:
+    """Erlang C: probability that an arrival to an M/M/c queue waits (dimensionless).
+
+    arrival_rate and service_rate (per server) in requests/s, servers c (integer >= 1) with
+    arrival_rate < servers * service_rate. Same as erlang_c_from_load(arrival_rate /
+    service_rate, servers).
+    """
+    lam, mu, c, _ = _mmc_args(arrival_rate, service_rate, servers)
+    return erlang_c_from_load(lam / mu, c)
+
+
 # --------------------------------------------------------------------------------------------
 # M/M/c
 # --------------------------------------------------------------------------------------------
+
+RESPONSE_QUANTILES = (0.5, 0.95, 0.99)
+"""Response-time quantiles that mmc_metrics (and the simulation summaries) report, as
+p50_response, p95_response, p99_response."""
+
+
+def quantile_name(q: float, what: str = "response") -> str:
+    """Metric name of a quantile shared by theory and simulation: 0.99 -> 'p99_response',
+    0.999 -> 'p99.9_response'."""
+    q = checks.open_unit("q", q)
+    return f"p{100 * q:.10g}_{what}"
+
 
 def _mmc_args(arrival_rate, service_rate, servers) -> tuple[float, float, int, float]:
     lam = checks.positive("arrival_rate", arrival_rate)
     mu = checks.positive("service_rate", service_rate)
     c = checks.integer("servers", servers)
     rho = _stable(lam, mu, c)
+    _check_load_size(lam / mu)
     return lam, mu, c, rho
 
 
-def _mmc_dict(lam: float, mu: float, c: int) -> dict:
+def _mmc_p_wait(lam: float, mu: float, c: int) -> float:
+    a = lam / mu
+    return _c_from_b(_erlang_b_from(a, c), a, c)
+
+
+def _mmc_dict(lam: float, mu: float, c: int, quantiles=RESPONSE_QUANTILES) -> dict:
     """M/M/c metrics without validation; lam may be 0 (an idle node of a network)."""
     if lam == 0.0:
-        return dict(utilisation=0.0, p_wait=0.0, mean_wait=0.0, mean_response=1.0 / mu,
-                    mean_queue_length=0.0, mean_in_system=0.0)
-    a = lam / mu
-    p_wait = _c_from_b(_erlang_b_from(a, c), a, c)
-    mean_wait = p_wait / (c * mu - lam)
-    mean_response = mean_wait + 1.0 / mu
-    return dict(utilisation=lam / (c * mu), p_wait=p_wait, mean_wait=mean_wait,
-                mean_response=mean_response, mean_queue_length=lam * mean_wait,
-                mean_in_system=lam * mean_response)
+        out = dict(utilisation=0.0, p_wait=0.0, mean_wait=0.0, mean_response=1.0 / mu,
+                   mean_queue_length=0.0, mean_in_system=0.0)
+        p_wait, theta = 0.0, c * mu
+    else:
+        _check_load_size(lam / mu)
+        p_wait = _mmc_p_wait(lam, mu, c)
+        mean_wait = p_wait / (c * mu - lam)
+        mean_response = mean_wait + 1.0 / mu
+        theta = c * mu - lam
+        out = dict(utilisation=lam / (c * mu), p_wait=p_wait, mean_wait=mean_wait,
+                   mean_response=mean_response, mean_queue_length=lam * mean_wait,
+                   mean_in_system=lam * mean_response)
+    for q in quantiles:
+        out[quantile_name(q)] = _response_quantile(mu, theta, p_wait, q)
+    return out
 
 
-def mmc_metrics(arrival_rate, service_rate, servers) -> dict:
-    """Steady-state M/M/c metrics.
+def mmc_metrics(arrival_rate, service_rate, servers, quantiles=RESPONSE_QUANTILES) -> dict:
+    """Steady-state M/M/c metrics, under the metric names of the simulation summaries.
 
     arrival_rate lambda and service_rate mu (per server) in requests/s, servers c >= 1 with
     lambda < c mu. Returns a dict: utilisation (lambda/(c mu)), p_wait (Erlang C), mean_wait
     (s, time in queue), mean_response (s, wait + service), mean_queue_length and mean_in_system
-    (requests, by Little's law).
+    (requests, by Little's law), and one response-time quantile (s) per entry of ``quantiles``
+    (default p50_response, p95_response, p99_response; see quantile_name).
     """
     lam, mu, c, _ = _mmc_args(arrival_rate, service_rate, servers)
-    return _mmc_dict(lam, mu, c)
+    qs = [checks.open_unit("quantiles", q) for q in quantiles]
+    return _mmc_dict(lam, mu, c, qs)
 
 
-def mmc_prob_wait_exceeds(arrival_rate, service_rate, servers, t) -> float:
-    """P(W > t) for the FCFS M/M/c waiting time: C * exp(-(c mu - lambda) t).
+def mmc_prob_wait_exceeds(arrival_rate, service_rate, servers, wait_within) -> float:
+    """P(W > wait_within) for the FCFS M/M/c waiting time: C * exp(-(c mu - lambda) t).
 
-    Rates in requests/s, t in seconds (>= 0). At t = 0 this is the Erlang C probability.
+    Rates in requests/s, wait_within t in seconds (>= 0). At t = 0 this is Erlang C.
     """
     lam, mu, c, _ = _mmc_args(arrival_rate, service_rate, servers)
-    t = checks.nonnegative("t", t)
-    p_wait = _c_from_b(_erlang_b_from(lam / mu, c), lam / mu, c)
-    return p_wait * math.exp(-(c * mu - lam) * t)
+    t = checks.nonnegative("wait_within", wait_within)
+    return _mmc_p_wait(lam, mu, c) * math.exp(-(c * mu - lam) * t)
+
+
+def mmc_service_level(arrival_rate, service_rate, servers, wait_within) -> float:
+    """Service level of the FCFS M/M/c queue: the fraction of requests that wait at most
+    ``wait_within`` seconds, P(W <= t) = 1 - C exp(-(c mu - lambda) t). Rates in requests/s."""
+    return 1.0 - mmc_prob_wait_exceeds(arrival_rate, service_rate, servers, wait_within)
 
 
 def mmc_wait_quantile(arrival_rate, service_rate, servers, q) -> float:
@@ -214,7 +299,7 @@ def mmc_wait_quantile(arrival_rate, service_rate, servers, q) -> float:
     """
     lam, mu, c, _ = _mmc_args(arrival_rate, service_rate, servers)
     q = checks.open_unit("q", q)
-    p_wait = _c_from_b(_erlang_b_from(lam / mu, c), lam / mu, c)
+    p_wait = _mmc_p_wait(lam, mu, c)
     if 1.0 - q >= p_wait:
         return 0.0
     return math.log(p_wait / (1.0 - q)) / (c * mu - lam)
@@ -233,28 +318,7 @@ def _response_survival(t: float, mu: float, theta: float, p_wait: float) -> floa
     return (1.0 - p_wait) * e + p_wait * e * (1.0 + mu * t * g)
 
 
-def mmc_response_survival(arrival_rate, service_rate, servers, t) -> float:
-    """P(T > t) for the FCFS M/M/c response time (wait + service); t in seconds (>= 0).
-
-    Exact: the wait is 0 with probability 1 - C and Exponential(c mu - lambda) otherwise,
-    independent of the Exponential(mu) service; the case c mu - lambda == mu is handled.
-    """
-    lam, mu, c, _ = _mmc_args(arrival_rate, service_rate, servers)
-    t = checks.nonnegative("t", t)
-    p_wait = _c_from_b(_erlang_b_from(lam / mu, c), lam / mu, c)
-    return _response_survival(t, mu, c * mu - lam, p_wait)
-
-
-def mmc_response_quantile(arrival_rate, service_rate, servers, q) -> float:
-    """q-quantile of the FCFS M/M/c response time (wait + service), in seconds.
-
-    Found by numeric inversion (Brent) of the exact response-time distribution (see
-    mmc_response_survival); q in (0, 1). For c = 1 this is -ln(1-q)/(mu - lambda).
-    """
-    lam, mu, c, _ = _mmc_args(arrival_rate, service_rate, servers)
-    q = checks.open_unit("q", q)
-    p_wait = _c_from_b(_erlang_b_from(lam / mu, c), lam / mu, c)
-    theta = c * mu - lam
+def _response_quantile(mu: float, theta: float, p_wait: float, q: float) -> float:
     target = 1.0 - q
 
     def f(t: float) -> float:
@@ -267,20 +331,53 @@ def mmc_response_quantile(arrival_rate, service_rate, servers, q) -> float:
     return optimize.brentq(f, 0.0, hi, xtol=1e-14 * hi, rtol=1e-14, maxiter=500)
 
 
+def mmc_response_survival(arrival_rate, service_rate, servers, t) -> float:
+    """P(T > t) for the FCFS M/M/c response time (wait + service); t in seconds (>= 0).
+
+    Exact: the wait is 0 with probability 1 - C and Exponential(c mu - lambda) otherwise,
+    independent of the Exponential(mu) service; the case c mu - lambda == mu is handled.
+    """
+    lam, mu, c, _ = _mmc_args(arrival_rate, service_rate, servers)
+    t = checks.nonnegative("t", t)
+    return _response_survival(t, mu, c * mu - lam, _mmc_p_wait(lam, mu, c))
+
+
+def mmc_response_quantile(arrival_rate, service_rate, servers, q) -> float:
+    """q-quantile of the FCFS M/M/c response time (wait + service), in seconds.
+
+    Found by numeric inversion (Brent) of the exact response-time distribution (see
+    mmc_response_survival); q in (0, 1). For c = 1 this is -ln(1-q)/(mu - lambda).
+    """
+    lam, mu, c, _ = _mmc_args(arrival_rate, service_rate, servers)
+    q = checks.open_unit("q", q)
+    return _response_quantile(mu, c * mu - lam, _mmc_p_wait(lam, mu, c), q)
+
+
 # --------------------------------------------------------------------------------------------
 # Staffing
 # --------------------------------------------------------------------------------------------
 
-def _staff(arrival_rate, service_rate, accept) -> int:
-    lam = checks.positive("arrival_rate", arrival_rate)
-    mu = checks.positive("service_rate", service_rate)
-    a = lam / mu
-    for c, b in _erlang_b_sequence(a, math.floor(a) + 1):
-        if c <= a:  # guard against floating-point ties at an integer load
-            continue
-        if accept(c, _c_from_b(b, a, c), lam, mu):
-            return c
-    raise AssertionError("unreachable")  # pragma: no cover
+def _staff_steps(offered_load: float, accept, start: int | None = None) -> tuple[int, int]:
+    """(least c >= start accepted by accept(c, erlang_b), recursion steps used). Walks c upward
+    with one O(1) Erlang B step per server after an O(sqrt(A)) start (see _erlang_b_steps);
+    ``start`` defaults to the least stable c = floor(A) + 1."""
+    a = offered_load
+    _check_load_size(a)
+    c = math.floor(a) + 1 if start is None else start
+    while c <= a:          # guard against floating-point ties at an integer load
+        c += 1
+    b, steps = _erlang_b_steps(a, c)
+    while not accept(c, b):
+        c += 1
+        ab = a * b
+        b = ab / (c + ab)
+        steps += 1
+    return c, steps
+
+
+def _rates(arrival_rate, service_rate) -> tuple[float, float]:
+    return (checks.positive("arrival_rate", arrival_rate),
+            checks.positive("service_rate", service_rate))
 
 
 def servers_for_wait_probability(arrival_rate, service_rate, target) -> int:
@@ -288,26 +385,41 @@ def servers_for_wait_probability(arrival_rate, service_rate, target) -> int:
 
     Rates in requests/s. Always at least floor(lambda/mu) + 1 (a stable queue).
     """
+    lam, mu = _rates(arrival_rate, service_rate)
+    return servers_for_wait_probability_from_load(lam / mu, target)
+
+
+def servers_for_wait_probability_from_load(offered_load, target) -> int:
+    """Least number of servers c with Erlang C P(wait) <= target, for an offered load A in
+    Erlangs (arrival rate x mean service time, > 0); target in (0, 1)."""
+    a = checks.positive("offered_load", offered_load)
     target = checks.open_unit("target", target)
-    return _staff(arrival_rate, service_rate, lambda c, pw, lam, mu: pw <= target)
+    return _staff_steps(a, lambda c, b: _c_from_b(b, a, c) <= target)[0]
 
 
 def servers_for_mean_wait(arrival_rate, service_rate, target_wait) -> int:
     """Least number of servers c whose M/M/c mean wait in queue is <= target_wait (seconds, > 0)."""
+    lam, mu = _rates(arrival_rate, service_rate)
     target_wait = checks.positive("target_wait", target_wait)
-    return _staff(arrival_rate, service_rate,
-                  lambda c, pw, lam, mu: pw / (c * mu - lam) <= target_wait)
+    a = lam / mu
+    return _staff_steps(a, lambda c, b: _c_from_b(b, a, c) / (c * mu - lam) <= target_wait)[0]
 
 
-def servers_for_wait_exceeding(arrival_rate, service_rate, t, target_prob) -> int:
-    """Least number of servers c with P(W > t) <= target_prob in the M/M/c queue.
+def servers_for_service_level(arrival_rate, service_rate, wait_within, fraction) -> int:
+    """Least number of servers c such that at least ``fraction`` of requests wait at most
+    ``wait_within`` seconds in the M/M/c queue (a service level such as "80% answered within
+    20 s": wait_within=20, fraction=0.8).
 
-    t in seconds (>= 0), target_prob in (0, 1). P(W > t) = C exp(-(c mu - lambda) t).
+    Rates in requests/s, wait_within >= 0 s (0: the fraction that does not wait at all),
+    fraction in (0, 1). Criterion: C exp(-(c mu - lambda) t) <= 1 - fraction.
     """
-    t = checks.nonnegative("t", t)
-    target_prob = checks.open_unit("target_prob", target_prob)
-    return _staff(arrival_rate, service_rate,
-                  lambda c, pw, lam, mu: pw * math.exp(-(c * mu - lam) * t) <= target_prob)
+    lam, mu = _rates(arrival_rate, service_rate)
+    t = checks.nonnegative("wait_within", wait_within)
+    fraction = checks.open_unit("fraction", fraction)
+    limit = 1.0 - fraction
+    a = lam / mu
+    return _staff_steps(
+        a, lambda c, b: _c_from_b(b, a, c) * math.exp(-(c * mu - lam) * t) <= limit)[0]
 
 
 def square_root_staffing(offered_load, beta) -> int:
@@ -357,35 +469,37 @@ def halfin_whitt_beta(p_wait) -> float:
 # M/G/1, Kingman, priorities
 # --------------------------------------------------------------------------------------------
 
-def mg1_mean_wait(arrival_rate, mean_service, service_scv) -> float:
+def mg1_mean_wait(arrival_rate, service_rate, *, service_scv) -> float:
     """Pollaczek-Khinchine mean wait in queue of the M/G/1 queue, in seconds.
 
-    arrival_rate in requests/s, mean_service E[S] in seconds, service_scv = Var(S)/E[S]^2 >= 0.
-    W = rho E[S] (1 + scv) / (2 (1 - rho)), rho = lambda E[S] < 1.
+    arrival_rate and service_rate (1 / mean service time) in requests/s; service_scv =
+    Var(S)/E[S]^2 >= 0 (keyword). W = rho E[S] (1 + scv) / (2 (1 - rho)), rho = lambda/mu < 1.
     (scv = 1: M/M/1; scv = 0: M/D/1, half the M/M/1 wait.)
     """
     lam = checks.positive("arrival_rate", arrival_rate)
-    es = checks.positive("mean_service", mean_service)
+    mu = checks.positive("service_rate", service_rate)
     scv = checks.nonnegative("service_scv", service_scv)
-    rho = _stable(lam, 1.0 / es, 1)
-    return rho * es * (1.0 + scv) / (2.0 * (1.0 - rho))
+    rho = _stable(lam, mu, 1)
+    return rho / mu * (1.0 + scv) / (2.0 * (1.0 - rho))
 
 
-def mg1_metrics(arrival_rate, mean_service, service_scv) -> dict:
-    """M/G/1 metrics (same keys as mmc_metrics): utilisation, p_wait (= rho by PASTA),
-    mean_wait and mean_response (s), mean_queue_length and mean_in_system (requests)."""
-    w = mg1_mean_wait(arrival_rate, mean_service, service_scv)
-    lam, es = float(arrival_rate), float(mean_service)
+def mg1_metrics(arrival_rate, service_rate, *, service_scv) -> dict:
+    """M/G/1 metrics (same keys as mmc_metrics, without quantiles): utilisation, p_wait
+    (= rho by PASTA), mean_wait and mean_response (s), mean_queue_length and mean_in_system
+    (requests). Rates in requests/s, service_scv (keyword) >= 0."""
+    w = mg1_mean_wait(arrival_rate, service_rate, service_scv=service_scv)
+    lam, es = float(arrival_rate), 1.0 / float(service_rate)
     rho = lam * es
     return dict(utilisation=rho, p_wait=rho, mean_wait=w, mean_response=w + es,
                 mean_queue_length=lam * w, mean_in_system=lam * (w + es))
 
 
-def kingman_wait(arrival_rate, service_rate, arrival_scv, service_scv) -> float:
+def kingman_wait(arrival_rate, service_rate, *, arrival_scv, service_scv) -> float:
     """Kingman's G/G/1 approximation of the mean wait in queue, in seconds.
 
     W ~ rho/(1 - rho) * (ca^2 + cs^2)/2 * E[S], with rates in requests/s and the squared
-    coefficients of variation ca^2 (inter-arrival) and cs^2 (service) >= 0. Exact for M/M/1
+    coefficients of variation (keywords) ca^2 = arrival_scv (inter-arrival) and cs^2 =
+    service_scv (service), >= 0. Exact for M/M/1
     (ca^2 = cs^2 = 1) and for M/G/1 (ca^2 = 1).
     """
     lam = checks.positive("arrival_rate", arrival_rate)
@@ -504,11 +618,12 @@ def jackson_network(external_rates, service_rates, servers, routing, names=None)
 
     external_rates (requests/s, >= 0), service_rates (per server, requests/s; one value or one
     per node), servers (one integer or one per node), routing (square matrix, see
-    jackson_traffic), names (node names; default node0, node1, ...). Returns a DataFrame indexed
-    by node name with arrival_rate, visits (mean visits per external request), utilisation,
-    p_wait, mean_wait, mean_response (s, per visit), mean_queue_length, mean_in_system; network
-    totals (see jackson_totals) are in ``df.attrs["totals"]``. Raises ValueError naming the node
-    whose utilisation is >= 1.
+    jackson_traffic), names (node names; default node1, node2, ..., as run_trials names the
+    nodes of a plain ciw network). Returns a plain DataFrame indexed by ``service`` (the node
+    name, so it joins with TrialResult.table()) with arrival_rate, visits (mean visits per
+    external request), servers and the mmc_metrics columns per visit (utilisation, p_wait,
+    mean_wait, mean_response (s), mean_queue_length, mean_in_system, p50/p95/p99_response).
+    Network totals: jackson_totals. Raises ValueError naming the node whose utilisation is >= 1.
     """
     gamma_vec = _vector("external_rates", external_rates)
     n = gamma_vec.size
@@ -525,7 +640,7 @@ def jackson_network(external_rates, service_rates, servers, routing, names=None)
                              f"got {servers!r}")
         c = [checks.integer(f"servers[{i}]", s) for i, s in enumerate(servers)]
     if names is None:
-        names = [f"node{i}" for i in range(n)]
+        names = [f"node{i + 1}" for i in range(n)]
     else:
         if isinstance(names, (str, bytes)):
             raise ValueError(f"names must be a sequence of {n} node names, got {names!r}")
@@ -536,50 +651,64 @@ def jackson_network(external_rates, service_rates, servers, routing, names=None)
             raise ValueError(f"names must be unique, got {names!r}")
     rows = []
     for i in range(n):
+        _check_load_size(lam[i] / mu[i])
         rho = lam[i] / (c[i] * mu[i])
         if rho >= 1.0:
             raise ValueError(f"utilisation of node {names[i]!r} = {rho:.6g} >= 1 "
                              f"(arrival_rate={lam[i]:.6g} from the traffic equations, "
                              f"service_rate={mu[i]:g}, servers={c[i]}): no steady state")
         rows.append(_mmc_dict(float(lam[i]), float(mu[i]), c[i]))
-    df = pd.DataFrame(rows, index=pd.Index(names, name="node"))
+    df = pd.DataFrame(rows, index=pd.Index(names, name="service"))
     total_external = float(gamma_vec.sum())
     df.insert(0, "arrival_rate", lam)
     df.insert(1, "visits", lam / total_external)
     df.insert(2, "servers", c)
-    total_l = float(df["mean_in_system"].sum())
-    df.attrs["totals"] = dict(total_L=total_l, mean_response=total_l / total_external,
-                              throughput=total_external)
     return df
 
 
-def jackson_totals(external_rates, service_rates, servers, routing, names=None) -> dict:
-    """End-to-end totals of an open Jackson network (same arguments as jackson_network).
+@dataclass(frozen=True)
+class JacksonTotals:
+    """End-to-end totals of an open Jackson network: mean_in_system (requests in the network),
+    mean_response (s, end to end, by Little's law mean_in_system / throughput) and throughput
+    (requests/s, the sum of the external rates). ``as_dict()`` for a table row."""
+    mean_in_system: float
+    mean_response: float
+    throughput: float
 
-    Returns dict(total_L: mean requests in the network, mean_response: end-to-end mean response
-    time in seconds via Little's law total_L / throughput, throughput: sum of external rates in
-    requests/s).
-    """
+    def as_dict(self) -> dict:
+        return dict(mean_in_system=self.mean_in_system, mean_response=self.mean_response,
+                    throughput=self.throughput)
+
+
+def jackson_totals(external_rates, service_rates, servers, routing, names=None) -> JacksonTotals:
+    """End-to-end totals of an open Jackson network (same arguments as jackson_network), as a
+    JacksonTotals: mean_in_system, mean_response (s), throughput (requests/s)."""
     df = jackson_network(external_rates, service_rates, servers, routing, names)
-    return dict(df.attrs["totals"])
+    total_external = float(_vector("external_rates", external_rates).sum())
+    total_l = float(df["mean_in_system"].sum())
+    return JacksonTotals(mean_in_system=total_l, mean_response=total_l / total_external,
+                         throughput=total_external)
 
 
 # --------------------------------------------------------------------------------------------
 # Little's law
 # --------------------------------------------------------------------------------------------
 
-def littles_law(L=None, arrival_rate=None, W=None) -> float:
-    """Little's law L = arrival_rate * W: give exactly two of L (requests), arrival_rate
-    (requests/s), W (seconds) and get the third."""
-    given = {k: v for k, v in (("L", L), ("arrival_rate", arrival_rate), ("W", W)) if v is not None}
+def littles_law(*, mean_in_system=None, arrival_rate=None, mean_response=None) -> float:
+    """Little's law mean_in_system = arrival_rate * mean_response: give exactly two (keywords)
+    of mean_in_system (requests), arrival_rate (requests/s) and mean_response (seconds) and get
+    the third."""
+    given = {k: v for k, v in (("mean_in_system", mean_in_system), ("arrival_rate", arrival_rate),
+                               ("mean_response", mean_response)) if v is not None}
     if len(given) != 2:
-        raise ValueError("littles_law needs exactly two of L, arrival_rate and W, got "
-                         f"{sorted(given) or 'none'}")
-    if L is None:
-        return checks.nonnegative("arrival_rate", arrival_rate) * checks.nonnegative("W", W)
-    L = checks.nonnegative("L", L)
+        raise ValueError("littles_law needs exactly two of mean_in_system, arrival_rate and "
+                         f"mean_response, got {sorted(given) or 'none'}")
+    if mean_in_system is None:
+        return (checks.nonnegative("arrival_rate", arrival_rate)
+                * checks.nonnegative("mean_response", mean_response))
+    L = checks.nonnegative("mean_in_system", mean_in_system)
     if arrival_rate is None:
-        return L / checks.positive("W", W)
+        return L / checks.positive("mean_response", mean_response)
     return L / checks.positive("arrival_rate", arrival_rate)
 
 
@@ -602,7 +731,8 @@ def fanout_prob_slow(n, p) -> float:
 def fanout_max_quantile(dist, n, q) -> float:
     """q-quantile of the max of n iid leaf latencies (seconds): F^-1(q^(1/n)).
 
-    dist: frozen scipy.stats distribution of one leaf's latency; n >= 1; q in (0, 1). Evaluated
+    dist: one leaf's latency, an analysis.topology spec (Mixture, Lognormal, ...) or a frozen
+    scipy.stats distribution; n >= 1; q in (0, 1). Evaluated
     through the upper tail (isf of 1 - q^(1/n), via expm1) so it stays accurate for large n.
     """
     dist = _dist("dist", dist)
@@ -645,7 +775,8 @@ def kth_fastest_quantile(dist, n, k, q) -> float:
     """q-quantile (seconds) of the k-th fastest of n iid leaf latencies (k = 1: the fastest,
     k = n: the slowest; a quorum of k out of n waits for the k-th fastest).
 
-    dist: frozen scipy.stats distribution of one leaf; 1 <= k <= n; q in (0, 1). Exact: inverts
+    dist: one leaf's latency (analysis.topology spec or frozen scipy.stats distribution);
+    1 <= k <= n; q in (0, 1). Exact: inverts
     I_F(k, n-k+1) = q with the inverse incomplete beta function.
     """
     dist = _dist("dist", dist)
@@ -665,13 +796,13 @@ def kth_fastest_quantile(dist, n, k, q) -> float:
 # Supermarket model (power-of-d choices), mean-field limit
 # --------------------------------------------------------------------------------------------
 
-def _supermarket_args(arrival_rate, d, service_rate) -> tuple[float, int, float]:
-    lam = checks.positive("arrival_rate", arrival_rate)
-    d = checks.integer("d", d)
+def _supermarket_args(arrival_rate_per_queue, service_rate, d) -> tuple[float, int, float]:
+    lam = checks.positive("arrival_rate_per_queue", arrival_rate_per_queue)
     mu = checks.positive("service_rate", service_rate)
+    d = checks.integer("d", d)
     rho = lam / mu
     if rho >= 1.0:
-        raise ValueError(f"utilisation arrival_rate/service_rate = {rho:.6g} >= 1: the "
+        raise ValueError(f"utilisation arrival_rate_per_queue/service_rate = {rho:.6g} >= 1: the "
                          "supermarket model has no steady state")
     return rho, d, mu
 
@@ -687,26 +818,30 @@ def _supermarket_exponent(d: int, k: int) -> float:
         return math.inf
 
 
-def supermarket_tail(arrival_rate, d, k, service_rate=1.0) -> float:
+def supermarket_tail(arrival_rate_per_queue, service_rate, d, k) -> float:
     """Fraction of queues holding at least k requests in the power-of-d supermarket model
-    (n -> infinity limit, Poisson arrivals at arrival_rate per queue, exponential service).
+    (n -> infinity limit, Poisson arrivals, exponential service).
 
-    rho^((d^k - 1)/(d - 1)) for d >= 2 and rho^k for d = 1 (M/M/1), rho = arrival_rate /
-    service_rate < 1 (requests/s; Mitzenmacher 2001 uses service_rate = 1). k >= 0.
+    arrival_rate_per_queue: the total arrival rate divided by the number of queues (requests/s);
+    service_rate: per queue (requests/s); d >= 1 queues sampled per arrival; k >= 0.
+    rho^((d^k - 1)/(d - 1)) for d >= 2 and rho^k for d = 1 (M/M/1), rho = arrival_rate_per_queue
+    / service_rate < 1 (Mitzenmacher 2001 uses service_rate = 1).
     """
-    rho, d, _ = _supermarket_args(arrival_rate, d, service_rate)
+    rho, d, _ = _supermarket_args(arrival_rate_per_queue, service_rate, d)
     k = checks.integer("k", k, minimum=0)
     e = _supermarket_exponent(d, k)
     return 0.0 if math.isinf(e) else rho**e
 
 
-def supermarket_mean_response(arrival_rate, d, service_rate=1.0) -> float:
+def supermarket_mean_response(arrival_rate_per_queue, service_rate, d) -> float:
     """Mean response time (seconds) in the power-of-d supermarket model (n -> infinity limit).
 
-    T_d = (1/mu) sum_{i>=1} rho^((d^i - d)/(d - 1)) for d >= 2 (Mitzenmacher 2001,
-    Vvedenskaya et al. 1996), 1/(mu - lambda) for d = 1; rho = arrival_rate/service_rate < 1.
+    arrival_rate_per_queue: total arrival rate / number of queues (requests/s); service_rate per
+    queue (requests/s); d >= 1. T_d = (1/mu) sum_{i>=1} rho^((d^i - d)/(d - 1)) for d >= 2
+    (Mitzenmacher 2001, Vvedenskaya et al. 1996), 1/(mu - lambda) for d = 1;
+    rho = arrival_rate_per_queue / service_rate < 1.
     """
-    rho, d, mu = _supermarket_args(arrival_rate, d, service_rate)
+    rho, d, mu = _supermarket_args(arrival_rate_per_queue, service_rate, d)
     if d == 1:
         return 1.0 / (mu * (1.0 - rho))
     total = 0.0
@@ -725,63 +860,71 @@ def supermarket_mean_response(arrival_rate, d, service_rate=1.0) -> float:
 # Universal Scalability Law
 # --------------------------------------------------------------------------------------------
 
-def _usl(n, lam: float, sigma: float, kappa: float):
-    return lam * n / (1.0 + sigma * (n - 1.0) + kappa * n * (n - 1.0))
+def _usl(n, gamma: float, sigma: float, kappa: float):
+    return gamma * n / (1.0 + sigma * (n - 1.0) + kappa * n * (n - 1.0))
 
 
-def usl_throughput(n, lam, sigma, kappa):
-    """Universal Scalability Law throughput X(N) = lam N / (1 + sigma (N-1) + kappa N (N-1)).
+def usl_throughput(n, gamma, sigma, kappa):
+    """Universal Scalability Law throughput X(N) = gamma N / (1 + sigma (N-1) + kappa N (N-1)).
 
-    n: concurrency (scalar or array, > 0); lam: throughput at N = 1 (requests/s, > 0);
+    n: concurrency (scalar or array, > 0); gamma: throughput at N = 1 (requests/s, > 0);
     sigma (contention) and kappa (coherency) >= 0. Returns requests/s (float or array).
     """
-    lam = checks.positive("lam", lam)
+    gamma = checks.positive("gamma", gamma)
     sigma = checks.nonnegative("sigma", sigma)
     kappa = checks.nonnegative("kappa", kappa)
     arr = np.asarray(n, dtype=float)
     if np.any(~np.isfinite(arr)) or np.any(arr <= 0):
         raise ValueError(f"n (concurrency) must be > 0 and finite, got {n!r}")
-    out = _usl(arr, lam, sigma, kappa)
+    out = _usl(arr, gamma, sigma, kappa)
     return float(out) if out.ndim == 0 else out
 
 
 @dataclass(frozen=True)
 class USLFit:
-    """Result of fit_usl: lam (requests/s at N = 1), sigma, kappa, peak_concurrency
-    sqrt((1 - sigma)/kappa) (inf when kappa == 0), peak_throughput (requests/s; for kappa == 0
-    the Amdahl ceiling lam/sigma, inf if sigma == 0 too) and r_squared of the fit."""
+    """Result of fit_usl (Gunther's notation).
 
-    lam: float
+    gamma: throughput at N = 1 (requests/s); sigma (contention) and kappa (coherency);
+    the scalability limit: peak_concurrency N* = sqrt((1 - sigma)/kappa) (inf when kappa == 0)
+    and peak_throughput X(N*) (requests/s; for kappa == 0 the ceiling gamma/sigma, inf if sigma
+    == 0 too); contention_ceiling gamma/sigma (requests/s): the bound throughput approaches with
+    contention alone (Amdahl), above every X(N); r_squared of the fit.
+    """
+
+    gamma: float
     sigma: float
     kappa: float
     peak_concurrency: float
     peak_throughput: float
+    contention_ceiling: float
     r_squared: float
 
     def throughput(self, n):
         """Fitted throughput (requests/s) at concurrency n."""
-        return usl_throughput(n, self.lam, self.sigma, self.kappa)
+        return usl_throughput(n, self.gamma, self.sigma, self.kappa)
 
 
-def _usl_fit_result(lam: float, sigma: float, kappa: float, n: np.ndarray, x: np.ndarray) -> USLFit:
+def _usl_fit_result(gamma: float, sigma: float, kappa: float, n: np.ndarray,
+                    x: np.ndarray) -> USLFit:
     if kappa > 0:
         peak_n = math.sqrt(max(1.0 - sigma, 0.0) / kappa)
-        peak_x = float(_usl(peak_n, lam, sigma, kappa)) if peak_n > 0 else 0.0
+        peak_x = float(_usl(peak_n, gamma, sigma, kappa)) if peak_n > 0 else 0.0
     else:
         peak_n = math.inf
-        peak_x = lam / sigma if sigma > 0 else math.inf
-    resid = x - _usl(n, lam, sigma, kappa)
+        peak_x = gamma / sigma if sigma > 0 else math.inf
+    resid = x - _usl(n, gamma, sigma, kappa)
     ss_res = float(np.sum(resid**2))
     ss_tot = float(np.sum((x - x.mean())**2))
     r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else (1.0 if ss_res == 0 else 0.0)
-    return USLFit(lam=lam, sigma=sigma, kappa=kappa, peak_concurrency=peak_n,
-                  peak_throughput=peak_x, r_squared=r2)
+    return USLFit(gamma=gamma, sigma=sigma, kappa=kappa, peak_concurrency=peak_n,
+                  peak_throughput=peak_x,
+                  contention_ceiling=gamma / sigma if sigma > 0 else math.inf, r_squared=r2)
 
 
 def fit_usl(concurrency, throughput) -> USLFit:
     """Fit the Universal Scalability Law to measured (concurrency, throughput) pairs.
 
-    Nonlinear least squares on throughput (scipy.optimize.least_squares, bounds lam > 0,
+    Nonlinear least squares on throughput (scipy.optimize.least_squares, bounds gamma > 0,
     0 <= sigma <= 1, kappa >= 0), started from Gunther's linearised estimate and a few other
     points; the best fit is returned as a USLFit. Needs at least 3 pairs of positive values.
     """
@@ -797,10 +940,11 @@ def fit_usl(concurrency, throughput) -> USLFit:
         if bad.size:
             raise ValueError(f"{name}[{bad[0]}] must be > 0, got {arr[bad[0]]!r}")
     if np.unique(n).size < 3:
-        raise ValueError("concurrency needs at least 3 distinct values to identify lam, sigma "
+        raise ValueError("concurrency needs at least 3 distinct values to identify gamma, sigma "
                          "and kappa")
 
-    # Starting point: lam from the lowest concurrency, then N/C(N) - 1 = sigma (N-1) + kappa N (N-1)
+    # Starting point: gamma from the lowest concurrency, then
+    # N/C(N) - 1 = sigma (N-1) + kappa N (N-1)
     # solved by non-negative least squares (Gunther 2007, sec. 5.2).
     i0 = int(np.argmin(n))
     starts = []
@@ -834,7 +978,7 @@ def fit_usl(concurrency, throughput) -> USLFit:
                                      max_nfev=2000)
         if best is None or res.cost < best.cost:
             best = res
-    lam, sigma, kappa = (float(v) for v in best.x)
+    gamma, sigma, kappa = (float(v) for v in best.x)
     if kappa * float(n.max())**2 < 1e-12:
         kappa = 0.0   # at its bound: the coherency term is below round-off at every measured N
-    return _usl_fit_result(lam, sigma, kappa, n, x)
+    return _usl_fit_result(gamma, sigma, kappa, n, x)

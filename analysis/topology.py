@@ -17,21 +17,25 @@ Example::
 
     web = [Service(f"web-{i}", 2, Exponential(rate=40.0)) for i in range(4)]
     graph = ServiceGraph(
-        services=web + [Service("checkout", 4, Lognormal(mean=0.08, scv=2.0), timeout=1.0,
+        services=web + [Service("checkout", 4, Lognormal(0.08, scv=2.0), timeout=1.0,
                                 retry=Retry(2, backoff=0.2, multiplier=2.0))],
         arrivals=[Arrivals("web", rate=200.0)],
         pools=[Pool("web", [s.name for s in web], policy="power_of_d", d=2)],
         routing={s.name: {"checkout": 0.1} for s in web})
     graph.traffic()                        # utilisation per service from the traffic equations
     result = run_trials(graph, replications=10, horizon=600, warmup=60, seed=1)
-    result.table()                         # services x metrics; result.summary has the 95% CIs
+    result.table()                         # services x metrics; result.summary has the CIs
 
 Model (what the simulation does, so a reader can check it)
 ---------------------------------------------------------
 * Service times are the small frozen specs below (:class:`Exponential`, :class:`Deterministic`,
   :class:`Uniform`, :class:`Gamma`, :class:`Lognormal`, :class:`HyperExponential`,
-  :class:`Empirical`); each knows its mean and squared coefficient of variation (SCV) so the
-  traffic equations can give every service's utilisation before any simulation.
+  :class:`Empirical`, :class:`Mixture` and :func:`two_point`). Every spec is built from its mean
+  in seconds (the one positional argument; ``rate``, ``scv``, ``shape`` are keywords:
+  ``Exponential(0.05)`` and ``Exponential(rate=20.0)`` are the same); each knows its mean and
+  squared coefficient of variation (SCV) so the traffic equations can give every service's
+  utilisation before any simulation, samples with a numpy Generator (``sample(rng, size)``)
+  and has cdf/sf/ppf/isf for the closed forms.
 * Queue capacity: ``queue_capacity`` is the waiting room (requests in service not counted). A
   request that finds the service full -- on external arrival or when routed from another
   service -- is *rejected* there ("blocked" in the summaries; Erlang-loss semantics, no ciw
@@ -80,7 +84,8 @@ from analysis import checks
 
 __all__ = [
     "Dist", "Exponential", "Deterministic", "Uniform", "Gamma", "Lognormal", "HyperExponential",
-    "Empirical", "as_dist", "RateSchedule", "Service", "Pool", "Arrivals", "CustomerClass", "Retry",
+    "Empirical", "Mixture", "two_point", "as_dist", "RateSchedule", "Service", "Pool", "Arrivals",
+    "CustomerClass", "Retry",
     "ServiceGraph", "CompiledModel", "POLICIES", "END_TO_END", "DEFAULT_CLASS",
     "DEFAULT_MAX_IN_SYSTEM",
 ]
@@ -97,26 +102,73 @@ _EXIT = -1
 # ----------------------------------------------------------------------------------------------
 
 class Dist:
-    """Base of the distribution specs: ``mean`` (s), ``scv`` (variance / mean^2), ``to_ciw()``
-    (a ciw distribution), ``scipy()`` (a frozen scipy.stats distribution, for theory)."""
+    """Base of the distribution specs (times in seconds).
+
+    Every spec can be built from its mean (the only positional argument; other parameters such
+    as ``rate``, ``scv`` or ``shape`` are keywords), and has ``mean`` (s), ``scv`` (variance /
+    mean^2), ``sample(rng, size)`` (a numpy array drawn with a
+    numpy.random.Generator), ``to_ciw()`` (a ciw distribution), and ``cdf``/``sf``/``ppf``/``isf``
+    for closed forms such as fan-out order statistics. ``scipy()`` gives a frozen scipy.stats
+    distribution where one exists.
+    """
 
     mean: float
     scv: float
 
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """``size`` independent draws (seconds) as a float array, from ``rng`` (a
+        numpy.random.Generator, e.g. numpy.random.default_rng(seed))."""
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError(f"rng must be a numpy.random.Generator (numpy.random.default_rng("
+                             f"seed)), got {type(rng).__name__}")
+        size = checks.integer("size", size, 0)
+        return np.asarray(self._sample(rng, size), dtype=float).reshape(size)
+
+    def _sample(self, rng, size):  # pragma: no cover - abstract
+        raise NotImplementedError
+
     def to_ciw(self) -> ciw.dists.Distribution:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def scipy(self):  # pragma: no cover - abstract
-        raise NotImplementedError
+    def scipy(self):
+        raise ValueError(f"{type(self).__name__} has no frozen scipy.stats equivalent; use its "
+                         "cdf/sf/ppf/isf methods")
+
+    # closed-form helpers: scipy where available (subclasses without scipy override them)
+    def cdf(self, x):
+        """P(X <= x), x in seconds (float or array)."""
+        return self.scipy().cdf(x)
+
+    def sf(self, x):
+        """P(X > x), x in seconds (float or array)."""
+        return self.scipy().sf(x)
+
+    def ppf(self, q):
+        """Quantile: the least x with P(X <= x) >= q, q in [0, 1]."""
+        return self.scipy().ppf(q)
+
+    def isf(self, p):
+        """Upper quantile: x with P(X > x) = p (accurate for tiny p)."""
+        return self.scipy().isf(p)
 
 
-@dataclass(frozen=True)
+def _one_of(cls: str, **given) -> None:
+    named = [k for k, v in given.items() if v is not None]
+    if len(named) != 1:
+        raise ValueError(f"{cls}: give exactly one of {', '.join(given)} "
+                         f"(got {', '.join(named) or 'none'})")
+
+
+@dataclass(frozen=True, init=False)
 class Exponential(Dist):
-    """Exponential with ``rate`` (1/s): mean 1/rate, SCV 1."""
+    """Exponential: ``Exponential(mean)`` seconds or ``Exponential(rate=r)`` (1/s); SCV 1."""
     rate: float
 
-    def __post_init__(self):
-        object.__setattr__(self, "rate", checks.positive("Exponential rate", self.rate))
+    def __init__(self, mean=None, *, rate=None):
+        _one_of("Exponential", mean=mean, rate=rate)
+        r = (1.0 / checks.positive("Exponential mean", mean) if mean is not None
+             else checks.positive("Exponential rate", rate))
+        object.__setattr__(self, "rate", r)
 
     @property
     def mean(self) -> float:
@@ -126,6 +178,9 @@ class Exponential(Dist):
     def scv(self) -> float:
         return 1.0
 
+    def _sample(self, rng, size):
+        return rng.exponential(1.0 / self.rate, size)
+
     def to_ciw(self):
         return ciw.dists.Exponential(self.rate)
 
@@ -133,38 +188,58 @@ class Exponential(Dist):
         return stats.expon(scale=1.0 / self.rate)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Deterministic(Dist):
-    """Constant ``value`` seconds (>= 0): SCV 0."""
-    value: float
+    """Constant ``Deterministic(mean)`` seconds (>= 0): SCV 0."""
+    mean: float
 
-    def __post_init__(self):
-        object.__setattr__(self, "value", checks.nonnegative("Deterministic value", self.value))
-
-    @property
-    def mean(self) -> float:
-        return self.value
+    def __init__(self, mean):
+        object.__setattr__(self, "mean", checks.nonnegative("Deterministic mean", mean))
 
     @property
     def scv(self) -> float:
         return 0.0
 
+    def _sample(self, rng, size):
+        return np.full(size, self.mean)
+
     def to_ciw(self):
-        return ciw.dists.Deterministic(self.value)
+        return ciw.dists.Deterministic(self.mean)
 
-    def scipy(self):
-        raise ValueError("Deterministic has no continuous scipy.stats equivalent")
+    def cdf(self, x):
+        return np.where(np.asarray(x, dtype=float) >= self.mean, 1.0, 0.0)[()]
+
+    def sf(self, x):
+        return 1.0 - self.cdf(x)
+
+    def ppf(self, q):
+        return np.full(np.shape(q), self.mean)[()]
+
+    def isf(self, p):
+        return self.ppf(p)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Uniform(Dist):
-    """Uniform on [low, high] seconds, 0 <= low < high."""
+    """Uniform on [low, high] seconds: ``Uniform(mean, scv=s)`` (s <= 1/3) or
+    ``Uniform(low=a, high=b)`` (0 <= a < b)."""
     low: float
     high: float
 
-    def __post_init__(self):
-        low = checks.nonnegative("Uniform low", self.low)
-        high = checks.real("Uniform high", self.high)
+    def __init__(self, mean=None, *, scv=None, low=None, high=None):
+        if mean is not None:
+            if low is not None or high is not None or scv is None:
+                raise ValueError("Uniform: give mean with scv, or low and high")
+            m = checks.positive("Uniform mean", mean)
+            s = checks.positive("Uniform scv", scv)
+            if s > 1.0 / 3.0:
+                raise ValueError(f"Uniform scv must be <= 1/3 (low >= 0), got {scv!r}")
+            h = m * math.sqrt(3.0 * s)
+            low, high = max(0.0, m - h), m + h
+        elif low is None or high is None or scv is not None:
+            raise ValueError("Uniform: give mean with scv, or low and high")
+        low = checks.nonnegative("Uniform low", low)
+        high = checks.real("Uniform high", high)
         if high <= low:
             raise ValueError(f"Uniform high must be > low, got low={low!r}, high={high!r}")
         object.__setattr__(self, "low", low)
@@ -178,6 +253,9 @@ class Uniform(Dist):
     def scv(self) -> float:
         return ((self.high - self.low) ** 2 / 12.0) / self.mean**2
 
+    def _sample(self, rng, size):
+        return rng.uniform(self.low, self.high, size)
+
     def to_ciw(self):
         return ciw.dists.Uniform(self.low, self.high)
 
@@ -185,15 +263,37 @@ class Uniform(Dist):
         return stats.uniform(loc=self.low, scale=self.high - self.low)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Gamma(Dist):
-    """Gamma with ``mean`` (s) and ``scv`` (> 0); scv = 1/k is Erlang-k."""
+    """Gamma from its ``mean`` (s) and one of ``scv`` (default 1), ``shape`` (k = 1/scv;
+    integer k is Erlang-k); or from ``shape`` and ``rate`` (1/s, mean = shape/rate)."""
     mean: float
-    scv: float = 1.0
+    scv: float
 
-    def __post_init__(self):
-        object.__setattr__(self, "mean", checks.positive("Gamma mean", self.mean))
-        object.__setattr__(self, "scv", checks.positive("Gamma scv", self.scv))
+    def __init__(self, mean=None, *, scv=None, shape=None, rate=None):
+        if mean is None:
+            if shape is None or rate is None or scv is not None:
+                raise ValueError("Gamma: give mean (with scv or shape), or shape and rate")
+            k = checks.positive("Gamma shape", shape)
+            m = k / checks.positive("Gamma rate", rate)
+            s = 1.0 / k
+        else:
+            m = checks.positive("Gamma mean", mean)
+            if rate is not None:
+                raise ValueError("Gamma: rate goes with shape, not with mean")
+            if scv is not None and shape is not None:
+                raise ValueError("Gamma: give scv or shape, not both")
+            s = (1.0 / checks.positive("Gamma shape", shape) if shape is not None
+                 else checks.positive("Gamma scv", 1.0 if scv is None else scv))
+        object.__setattr__(self, "mean", m)
+        object.__setattr__(self, "scv", s)
+
+    @property
+    def shape(self) -> float:
+        return 1.0 / self.scv
+
+    def _sample(self, rng, size):
+        return rng.gamma(1.0 / self.scv, self.mean * self.scv, size)
 
     def to_ciw(self):
         return ciw.dists.Gamma(1.0 / self.scv, self.mean * self.scv)
@@ -202,20 +302,30 @@ class Gamma(Dist):
         return stats.gamma(1.0 / self.scv, scale=self.mean * self.scv)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Lognormal(Dist):
-    """Lognormal with ``mean`` (s) and ``scv`` (> 0) of the latency itself."""
+    """Lognormal from its ``mean`` (s) and ``scv`` (> 0, default 1) of the latency itself, or
+    ``sigma`` (the standard deviation of its logarithm: scv = exp(sigma^2) - 1)."""
     mean: float
-    scv: float = 1.0
+    scv: float
 
-    def __post_init__(self):
-        object.__setattr__(self, "mean", checks.positive("Lognormal mean", self.mean))
-        object.__setattr__(self, "scv", checks.positive("Lognormal scv", self.scv))
+    def __init__(self, mean, *, scv=None, sigma=None):
+        m = checks.positive("Lognormal mean", mean)
+        if scv is not None and sigma is not None:
+            raise ValueError("Lognormal: give scv or sigma, not both")
+        s = (math.expm1(checks.positive("Lognormal sigma", sigma) ** 2) if sigma is not None
+             else checks.positive("Lognormal scv", 1.0 if scv is None else scv))
+        object.__setattr__(self, "mean", m)
+        object.__setattr__(self, "scv", s)
 
     @property
     def _params(self) -> tuple[float, float]:
         s2 = math.log1p(self.scv)
         return math.log(self.mean) - 0.5 * s2, math.sqrt(s2)
+
+    def _sample(self, rng, size):
+        mu, sigma = self._params
+        return rng.lognormal(mu, sigma, size)
 
     def to_ciw(self):
         mu, sigma = self._params
@@ -241,24 +351,99 @@ class _H2(ciw.dists.Distribution):
         return random.expovariate(self.rate2)
 
 
-@dataclass(frozen=True)
-class HyperExponential(Dist):
-    """Two-phase hyper-exponential with balanced means: ``mean`` (s), ``scv`` >= 1 (bursty)."""
-    mean: float
-    scv: float = 4.0
+class _CiwMixture(ciw.dists.Distribution):
+    """A weighted mixture for ciw: pick a component with Python's ``random`` (seeded by
+    ciw.seed), then draw from that component's ciw distribution."""
 
-    def __post_init__(self):
-        object.__setattr__(self, "mean", checks.positive("HyperExponential mean", self.mean))
-        scv = checks.real("HyperExponential scv", self.scv)
-        if scv < 1:
+    def __init__(self, cumulative, components):
+        self.cumulative, self.components = list(cumulative), list(components)
+
+    def __repr__(self):
+        return f"Mixture({len(self.components)} components)"
+
+    def sample(self, t=None, ind=None):
+        i = bisect.bisect_right(self.cumulative, random.random())
+        return self.components[min(i, len(self.components) - 1)].sample(t, ind)
+
+
+class _MixtureMath:
+    """cdf/sf/ppf/isf of a weighted mixture (components with cdf/sf/isf), for Mixture and
+    HyperExponential."""
+
+    def _parts(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def cdf(self, x):
+        comps, w = self._parts()
+        return sum(wi * np.asarray(c.cdf(x), dtype=float) for c, wi in zip(comps, w))[()]
+
+    def sf(self, x):
+        comps, w = self._parts()
+        return sum(wi * np.asarray(c.sf(x), dtype=float) for c, wi in zip(comps, w))[()]
+
+    def _invert(self, p: float) -> float:
+        """x with sf(x) = p (the least x with sf(x) <= p at an atom)."""
+        comps, _ = self._parts()
+        if p <= 0.0:
+            return max(float(c.isf(0.0)) for c in comps)
+        if p >= 1.0:
+            return 0.0
+        ends = [float(c.isf(p)) for c in comps]
+        lo, hi = min(ends), max(ends)         # sf > p below every component's isf(p), <= p above
+        if hi <= lo:
+            return hi
+
+        if float(self.sf(lo)) <= p:
+            return lo
+        # bisection keeping sf(lo) > p >= sf(hi): exact at atoms (Deterministic components),
+        # to a few ulps elsewhere
+        for _ in range(2000):
+            mid = 0.5 * (lo + hi)
+            if not lo < mid < hi:
+                break
+            if float(self.sf(mid)) > p:
+                lo = mid
+            else:
+                hi = mid
+        return hi
+
+    def isf(self, p):
+        arr = np.asarray(p, dtype=float)
+        return np.vectorize(self._invert, otypes=[float])(arr)[()]
+
+    def ppf(self, q):
+        arr = np.asarray(q, dtype=float)
+        return np.vectorize(lambda v: self._invert(1.0 - v), otypes=[float])(arr)[()]
+
+
+@dataclass(frozen=True, init=False)
+class HyperExponential(_MixtureMath, Dist):
+    """Two-phase hyper-exponential with balanced means: ``HyperExponential(mean, scv=4.0)``
+    (mean in s, scv >= 1: bursty)."""
+    mean: float
+    scv: float
+
+    def __init__(self, mean, *, scv=4.0):
+        object.__setattr__(self, "mean", checks.positive("HyperExponential mean", mean))
+        s = checks.real("HyperExponential scv", scv)
+        if s < 1:
             raise ValueError(f"HyperExponential scv must be >= 1, got {scv!r} "
                              "(use Gamma or Lognormal for scv < 1)")
-        object.__setattr__(self, "scv", scv)
+        object.__setattr__(self, "scv", s)
 
     @property
     def _params(self) -> tuple[float, float, float]:
         p = 0.5 * (1.0 + math.sqrt((self.scv - 1.0) / (self.scv + 1.0)))
         return p, 2.0 * p / self.mean, 2.0 * (1.0 - p) / self.mean
+
+    def _parts(self):
+        p, r1, r2 = self._params
+        return (stats.expon(scale=1.0 / r1), stats.expon(scale=1.0 / r2)), (p, 1.0 - p)
+
+    def _sample(self, rng, size):
+        p, r1, r2 = self._params
+        first = rng.random(size) < p
+        return rng.exponential(1.0, size) / np.where(first, r1, r2)
 
     def to_ciw(self):
         p, r1, r2 = self._params
@@ -267,7 +452,7 @@ class HyperExponential(Dist):
         return _H2(p, r1, r2)
 
     def scipy(self):
-        raise ValueError("HyperExponential has no scipy.stats equivalent; use its mean and scv")
+        raise ValueError("HyperExponential has no scipy.stats equivalent; use its cdf/sf/ppf/isf")
 
 
 @dataclass(frozen=True)
@@ -297,11 +482,99 @@ class Empirical(Dist):
     def scv(self) -> float:
         return float(np.var(self.values)) / self.mean**2
 
+    def _sample(self, rng, size):
+        return rng.choice(np.asarray(self.values), size)
+
     def to_ciw(self):
         return ciw.dists.Empirical(list(self.values))
 
-    def scipy(self):
-        raise ValueError("Empirical has no frozen scipy.stats equivalent")
+    def cdf(self, x):
+        v = np.sort(self.values)
+        return (np.searchsorted(v, np.asarray(x, dtype=float), side="right") / v.size)[()]
+
+    def sf(self, x):
+        return 1.0 - self.cdf(x)
+
+    def ppf(self, q):
+        v = np.sort(self.values)
+        k = np.ceil(np.asarray(q, dtype=float) * v.size).astype(np.int64) - 1
+        return v[np.clip(k, 0, v.size - 1)][()]
+
+    def isf(self, p):
+        return self.ppf(1.0 - np.asarray(p, dtype=float))
+
+
+@dataclass(frozen=True, init=False)
+class Mixture(_MixtureMath, Dist):
+    """Weighted mixture: with probability ``weights[i]`` a draw comes from ``components[i]``
+    (distribution specs, or numbers taken as Deterministic seconds). ``weights`` default to
+    equal; they must be >= 0 and are normalised to sum to 1 (a sum off by more than 1e-9 is an
+    error). Mean, SCV, sampling, ciw and cdf/sf/ppf/isf follow from the components.
+    Example: a leaf that is slow 1 time in 10,000: ``two_point(0.01, 1.0, p_high=1e-4)``."""
+    components: tuple
+    weights: tuple
+
+    def __init__(self, components, weights=None):
+        if isinstance(components, (Dist, numbers.Real, str, bytes)):
+            raise ValueError(f"Mixture components must be a sequence of distribution specs, "
+                             f"got {components!r}")
+        comps = tuple(as_dist(f"Mixture components[{i}]", c, allow_number=True)
+                      for i, c in enumerate(components))
+        if not comps:
+            raise ValueError("Mixture needs at least one component")
+        if weights is None:
+            w = [1.0 / len(comps)] * len(comps)
+        else:
+            if isinstance(weights, (numbers.Real, str, bytes)):
+                raise ValueError(f"Mixture weights must be a sequence, got {weights!r}")
+            w = [checks.nonnegative(f"Mixture weights[{i}]", x) for i, x in enumerate(weights)]
+            if len(w) != len(comps):
+                raise ValueError(f"Mixture weights has {len(w)} entries for {len(comps)} "
+                                 "components")
+            total = math.fsum(w)
+            if abs(total - 1.0) > 1e-9:
+                raise ValueError(f"Mixture weights must sum to 1, got {total!r}")
+            w = [x / total for x in w]
+        keep = [i for i, x in enumerate(w) if x > 0]
+        comps, w = tuple(comps[i] for i in keep), tuple(w[i] for i in keep)
+        if math.fsum(c.mean * x for c, x in zip(comps, w)) <= 0:
+            raise ValueError("Mixture mean must be > 0 (every weighted component is zero)")
+        object.__setattr__(self, "components", comps)
+        object.__setattr__(self, "weights", w)
+
+    def _parts(self):
+        return self.components, self.weights
+
+    @property
+    def mean(self) -> float:
+        return math.fsum(c.mean * w for c, w in zip(self.components, self.weights))
+
+    @property
+    def scv(self) -> float:
+        second = math.fsum(w * c.mean**2 * (1.0 + c.scv)
+                           for c, w in zip(self.components, self.weights))
+        return max(second / self.mean**2 - 1.0, 0.0)
+
+    def _sample(self, rng, size):
+        out = np.empty(size)
+        which = rng.choice(len(self.components), size=size, p=np.asarray(self.weights))
+        for i, c in enumerate(self.components):
+            at = which == i
+            n = int(np.count_nonzero(at))
+            if n:
+                out[at] = c.sample(rng, n)
+        return out
+
+    def to_ciw(self):
+        return _CiwMixture(np.cumsum(self.weights), [c.to_ciw() for c in self.components])
+
+
+def two_point(low, high, p_high) -> Mixture:
+    """A two-point mixture: ``high`` with probability ``p_high`` (in [0, 1]), else ``low``.
+    ``low``/``high`` are seconds (Deterministic) or distribution specs, e.g.
+    ``two_point(0.01, 1.0, p_high=0.01)`` for a leaf that takes 1 s one time in a hundred."""
+    p = checks.unit_interval("p_high", p_high)
+    return Mixture((low, high), (1.0 - p, p))
 
 
 def as_dist(what: str, value, allow_number: bool = False) -> Dist:
@@ -312,10 +585,10 @@ def as_dist(what: str, value, allow_number: bool = False) -> Dist:
     if allow_number and isinstance(value, numbers.Real) and not isinstance(value, bool):
         return Deterministic(checks.nonnegative(what, value))
     hint = ("; a plain number means Deterministic seconds here" if allow_number else
-            "; e.g. Exponential(rate=20.0) or Lognormal(mean=0.05, scv=2.0)")
+            "; e.g. Exponential(rate=20.0) or Lognormal(0.05, scv=2.0)")
     raise ValueError(f"{what} must be a distribution spec from analysis.topology "
                      f"(Exponential, Deterministic, Uniform, Gamma, Lognormal, HyperExponential, "
-                     f"Empirical), got {value!r}{hint}")
+                     f"Empirical, Mixture), got {value!r}{hint}")
 
 
 # ----------------------------------------------------------------------------------------------

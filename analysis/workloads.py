@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 from scipy.signal import lfilter
 
-from . import datasets, paths
+from . import checks, datasets, paths
 from .atomic import atomic_write_text
 
 __all__ = [
@@ -183,7 +183,7 @@ class _Raw(NamedTuple):
 def _check_policies(policy: dict[str, str]) -> None:
     for arg, value in policy.items():
         if value not in POLICIES[arg]:
-            raise ValueError(f"{arg}={value!r}: must be one of {', '.join(map(repr, POLICIES[arg]))}")
+            raise ValueError(f"{arg}={checks.show(value)}: must be one of {', '.join(map(repr, POLICIES[arg]))}")
 
 
 def _read_rows(path: Path) -> _Raw:
@@ -474,7 +474,7 @@ def _nab_entries(name: str, kind: str, data_dir) -> list | None:
     "nab-windows"), or None when that file is absent; ValueError if ``name`` is not a NAB trace."""
     ds = datasets.get(name)
     if not ds.upstream_key:
-        raise ValueError(f"dataset {name!r} is not a NAB trace")
+        raise ValueError(f"dataset {checks.show(name)} is not a NAB trace")
     path = datasets.locate(kind, data_dir)
     if path is None:
         return None
@@ -642,7 +642,7 @@ def synthetic_demand(seed: int = 2017, start: str = "2017-11-01", periods: int =
         t_start = t_start.tz_localize("UTC") if t_start.tzinfo is None else t_start.tz_convert("UTC")
         index = pd.date_range(t_start, periods=int(periods), freq=freq, name="timestamp")
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"start={start!r}, freq={freq!r}: not a valid start time / frequency ({exc})") from None
+        raise ValueError(f"start={checks.show(start)}, freq={checks.show(freq)}: not a valid start time / frequency ({exc})") from None
     step_h = (index[1] - index[0]).total_seconds() / 3600 if len(index) > 1 else 1.0
     _require(step_h > 0, "freq", freq, "a positive step")
 
@@ -693,7 +693,7 @@ def _is_num(x) -> bool:
 
 def _require(ok: bool, name: str, value, what: str) -> None:
     if not ok:
-        raise ValueError(f"{name}={value!r}: must be {what}")
+        raise ValueError(f"{name}={checks.show(value)}: must be {what}")
 
 
 def _events(events: Iterable[Event | tuple]) -> list[Event]:
@@ -706,7 +706,7 @@ def _events(events: Iterable[Event | tuple]) -> list[Event]:
         except (TypeError, ValueError):
             ok = False
         if not ok:
-            raise ValueError(f"events[{i}]={ev!r}: must be (start time, multiplier > 0, hours > 0[, name])")
+            raise ValueError(f"events[{i}]={checks.show(ev)}: must be (start time, multiplier > 0, hours > 0[, name])")
         out.append(Event(ev.start, float(ev.multiplier), float(ev.hours), str(ev.name)))
     return out
 

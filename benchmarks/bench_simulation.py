@@ -193,7 +193,7 @@ def memory_child(mode: str, horizon: float) -> None:
     pool.shutdown()
     pt = r.per_trial
     visits = pt[(pt["service"] != "end-to-end") & (pt["metric"] == "arrivals")
-                & (pt["class"] == "all")]["value"].sum()
+                & (pt["customer_class"] == "all")]["value"].sum()
     print(json.dumps(dict(
         mode=mode, visits=int(visits), wall_s=round(wall, 1),
         parent_base_rss_mb=round(base / 1024, 1),

@@ -53,8 +53,8 @@ def test_slo_validation_names_the_parameter():
 def test_sizing_matches_hand_computed_erlang_c():
     # lambda = 2/s, mu = 1/s, A = 2 Erlangs.  Erlang C(3, 2) = 4/9; Erlang C(4, 2) = 4/23 (by hand:
     # B(4,2) = (16/24)/(1+2+2+4/3+2/3) = 2/21, C = B/(1 - 0.5(1 - B)) = 4/23).
-    assert theory.erlang_c(3, 2.0) == pytest.approx(4 / 9)
-    assert theory.erlang_c(4, 2.0) == pytest.approx(4 / 23)
+    assert theory.erlang_c_from_load(2.0, 3) == pytest.approx(4 / 9)
+    assert theory.erlang_c_from_load(2.0, 4) == pytest.approx(4 / 23)
     assert cap.servers_needed(2.0, 1.0, wait_target_s=0.0, wait_prob=0.5) == 3       # 0.444 <= 0.5
     assert cap.servers_needed(2.0, 1.0, wait_target_s=0.0, wait_prob=0.4) == 4   # 0.444 > 0.4
     # P(W > t) = C exp(-(c mu - lambda) t): c=3, t=1: (4/9) e^-1 = 0.1635; c=4: (4/23) e^-2 = 0.0235
@@ -281,7 +281,7 @@ def test_evaluation_matches_erlang_c_per_hour_and_flags_overload():
 
 def test_vectorised_response_survival_matches_theory():
     for lam, c, x in [(20.0, 5, 0.3), (20.0, 7, 1.0), (3.0, 1, 2.0), (99.0, 21, 0.5)]:
-        pw = theory.erlang_c(c, lam / MU)
+        pw = theory.erlang_c_from_load(lam / MU, c)
         got = cap._response_survival_vec(x, MU, np.array([c * MU - lam]), np.array([pw]))[0]
         assert got == pytest.approx(theory.mmc_response_survival(lam, MU, c, x), rel=1e-12)
 

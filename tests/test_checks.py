@@ -33,3 +33,34 @@ def test_integer_rejects_fractions_and_small_values():
         checks.integer("servers", 4.5)
     with pytest.raises(ValueError, match="servers must be an integer >= 1, got 0"):
         checks.integer("servers", 0)
+
+
+# ------------------------------------------------------------------------------ plain numbers in messages
+@pytest.mark.parametrize("value,shown", [
+    (np.float64(-20.0), "-20.0"), (np.int64(3), "3"), (np.array(2.5), "2.5"), (np.str_("x"), "'x'"),
+    (np.bool_(True), "True"), (np.array([1.0, 2.0]), "[1.0, 2.0]"), ((np.float64(1.5),), "(1.5,)"),
+    ({"a": np.int32(1)}, "{'a': 1}"), (-20.0, "-20.0"), ("s", "'s'"), (None, "None"),
+])
+def test_show_prints_plain_values(value, shown):
+    assert checks.show(value) == shown
+
+
+def test_show_named_tuples_and_long_values():
+    from collections import namedtuple
+
+    Point = namedtuple("Point", "x y")
+    assert checks.show(Point(np.float64(1.0), np.int64(2))) == "Point(x=1.0, y=2)"
+    long = checks.show(np.arange(1000))
+    assert len(long) == 200 and long.endswith("...")
+
+
+@pytest.mark.parametrize("check", [checks.real, checks.positive, checks.nonnegative, checks.open_unit,
+                                   checks.unit_interval, checks.integer])
+def test_messages_print_numpy_values_as_plain_numbers(check):
+    bad = np.float64(-20.5) if check is checks.integer else np.float64(-20.0)
+    if check is checks.real:
+        bad = np.float64("nan")
+    with pytest.raises(ValueError) as info:
+        check("x", bad)
+    msg = str(info.value)
+    assert "np." not in msg and msg.endswith(f"got {float(bad)!r}")

@@ -8,6 +8,7 @@ import re
 import urllib.error
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -126,11 +127,88 @@ def test_readme_lists_every_dataset():
 def test_locate_without_root_or_file_returns_none(no_real_data, tmp_path):
     assert paths.data_root("") is None
     assert datasets.locate("ecommerce-api-rps") is None
-    other = tmp_path / "other-root"
-    other.mkdir()
-    assert datasets.locate("ecommerce-api-rps", data_dir=other) is None
     with pytest.raises(ValueError, match="no such directory"):
         datasets.locate("ecommerce-api-rps", data_dir=tmp_path / "missing")
+
+
+# A named data location (data_dir or KIT_DATA_DIR) that lacks the file is an error naming the expected path;
+# only the default lookup may return None (and so fall back to the synthetic default).
+API = datasets.get("ecommerce-api-rps")
+
+
+def test_named_empty_folder_is_an_error_naming_the_expected_file(no_real_data, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError) as info:
+        datasets.locate(API.name, data_dir=empty)
+    msg = str(info.value)
+    assert str(empty / API.relpath) in msg and f"data_dir={str(empty)!r}" in msg
+
+
+def test_named_folder_with_the_file_one_level_too_deep(no_real_data, tmp_path):
+    root = tmp_path / "root"
+    deep = root / "download" / API.relpath
+    deep.parent.mkdir(parents=True)
+    deep.write_bytes(b"TimeStamp,Value,Label\n")
+    with pytest.raises(FileNotFoundError) as info:
+        datasets.locate(API.name, data_dir=root)
+    msg = str(info.value)
+    assert str(root / API.relpath) in msg and f"found {deep}" in msg
+
+
+def test_named_folder_where_the_csv_is_a_directory(no_real_data, tmp_path):
+    (tmp_path / API.relpath).mkdir(parents=True)
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / API.relpath} is a directory")):
+        datasets.locate(API.name, data_dir=tmp_path)
+
+
+def test_named_system_folder_is_an_error(no_real_data):
+    with pytest.raises(FileNotFoundError, match=re.escape(f"/etc/{API.relpath} does not exist")):
+        datasets.locate(API.name, data_dir="/etc")
+
+
+def test_kit_data_dir_without_the_file_is_an_error_naming_the_variable(no_real_data, tmp_path, monkeypatch):
+    monkeypatch.setenv(paths.DATA_ENV_VAR, str(tmp_path))
+    with pytest.raises(FileNotFoundError) as info:
+        datasets.locate(API.name)
+    msg = str(info.value)
+    assert f"{paths.DATA_ENV_VAR}={str(tmp_path)!r}" in msg and str(tmp_path / API.relpath) in msg
+
+
+def test_default_lookup_without_the_file_returns_none(no_real_data):
+    # data/external holds another source only: the default lookup has no copy, which is not an error
+    (no_real_data / "nab").mkdir()
+    assert paths.data_lookup("") == (no_real_data, "")
+    assert datasets.locate(API.name) is None
+
+
+def test_fetch_names_a_kit_data_dir_that_does_not_exist(fake, tmp_path, monkeypatch):
+    opener = Opener(error=urllib.error.URLError("network is off in tests"))
+    monkeypatch.setattr(datasets, "_urlopen", opener)
+    monkeypatch.setenv(paths.DATA_ENV_VAR, str(tmp_path / "nowhere"))
+    with pytest.raises(ValueError, match=f"{paths.DATA_ENV_VAR}=.*nowhere.*no such directory"):
+        datasets.fetch([fake.name], dest=tmp_path / "external")
+    assert opener.calls == []
+
+
+def test_data_command_names_a_kit_data_dir_that_does_not_exist(tmp_path, monkeypatch, capsys):
+    from analysis.__main__ import main
+
+    opener = Opener(error=urllib.error.URLError("network is off in tests"))
+    monkeypatch.setattr(datasets, "_urlopen", opener)
+    monkeypatch.setenv(paths.DATA_ENV_VAR, str(tmp_path / "nowhere"))
+    assert main(["data"]) == 1
+    err = capsys.readouterr().err
+    assert f"{paths.DATA_ENV_VAR}={str(tmp_path / 'nowhere')!r}" in err and "no such directory" in err
+    assert opener.calls == []
+
+
+def test_messages_show_plain_numbers(fake):
+    with pytest.raises(ValueError, match=r"timeout=-1\.0: must be") as info:
+        datasets.fetch([fake.name], timeout=np.float64(-1.0))
+    assert "np." not in str(info.value)
+    with pytest.raises(ValueError, match="unknown dataset 'nope'"):
+        datasets.get(np.str_("nope"))
 
 
 def _put(root: Path, ds: datasets.Dataset, data: bytes) -> Path:
@@ -281,3 +359,13 @@ def test_loading_code_never_unpickles_or_evaluates():
     for module in ("datasets.py", "workloads.py"):
         source = (paths.ROOT / "analysis" / module).read_text(encoding="utf-8")
         assert not re.search(r"import pickle|pickle\.|read_pickle|allow_pickle|\beval\(|\bexec\(|literal_eval", source), module
+
+
+def test_named_location_that_is_a_file_says_so(no_real_data, tmp_path, monkeypatch):
+    a_file = tmp_path / "api-01.csv"
+    a_file.write_text("TimeStamp,Value,Label\n")
+    with pytest.raises(ValueError, match=re.escape(f"data_dir={str(a_file)!r}: not a directory")):
+        datasets.locate(API.name, data_dir=a_file)
+    monkeypatch.setenv(paths.DATA_ENV_VAR, str(a_file))
+    with pytest.raises(ValueError, match=re.escape(f"{paths.DATA_ENV_VAR}={str(a_file)!r}: not a directory")):
+        datasets.locate(API.name)

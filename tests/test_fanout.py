@@ -14,12 +14,12 @@ from analysis import theory
 from analysis.fanout import FanOut, join_requests
 from analysis.fanout import _FanoutPlan
 from analysis.simulation import END_TO_END, run_trials
-from analysis.topology import Exponential, RateSchedule, Retry, Service
+from analysis.topology import Exponential, Mixture, RateSchedule, Retry, Service
 
 
 def interval(result, service, metric, cls="all", level=0.99):
     pt = result.per_trial
-    x = pt[(pt["service"] == service) & (pt["metric"] == metric) & (pt["class"] == cls)]["value"]
+    x = pt[(pt.service == service) & (pt.metric == metric) & (pt.customer_class == cls)]["value"]
     x = x.to_numpy()
     half = stats.t.ppf(0.5 + level / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size)
     return float(x.mean()), float(half)
@@ -33,7 +33,7 @@ def assert_matches(result, service, metric, expected, max_rel=0.1):
 
 
 def leaves(k, rate=1.0, servers=1):
-    return [Service(f"shard-{i}", servers, Exponential(rate)) for i in range(k)]
+    return [Service(f"shard-{i}", servers, Exponential(rate=rate)) for i in range(k)]
 
 
 def test_join_by_request_index_is_exact():
@@ -79,7 +79,7 @@ def test_join_detects_misaligned_leaves():
 
 
 def test_independent_leaves_match_order_statistics():
-    """No queueing (infinite servers): leaf latencies are iid Exponential(2)."""
+    """No queueing (infinite servers): leaf latencies are iid Exponential(rate=2)."""
     k, mu = 4, 2.0
     r = run_trials(FanOut(leaves(k, mu, servers=math.inf), rate=1.0), 6, horizon=2000, seed=2,
                    progress=False, keep_records=False)
@@ -88,6 +88,21 @@ def test_independent_leaves_match_order_statistics():
     assert_matches(r, END_TO_END, "p95_response", theory.fanout_max_quantile(leaf, k, 0.95), 0.05)
     assert_matches(r, END_TO_END, "p99_response", theory.fanout_max_quantile(leaf, k, 0.99), 0.08)
     assert_matches(r, "shard-0", "mean_response", 1 / mu, 0.05)
+
+
+def test_mixture_leaves_match_order_statistics_of_the_mixture():
+    """A leaf slow 5% of the time (Mixture of two exponentials), no queueing: the slowest of 8
+    follows the mixture's order statistics (theory takes the Mixture spec itself)."""
+    k = 8
+    slow_sometimes = Mixture([Exponential(0.01), Exponential(0.5)], [0.95, 0.05])
+    shards = [Service(f"shard-{i}", math.inf, slow_sometimes) for i in range(k)]
+    r = run_trials(FanOut(shards, rate=2.0), 6, horizon=2000, warmup=100, seed=8, progress=False,
+                   keep_records=False)
+    assert_matches(r, END_TO_END, "p50_response",
+                   theory.fanout_max_quantile(slow_sometimes, k, 0.5), 0.1)
+    assert_matches(r, END_TO_END, "p95_response",
+                   theory.fanout_max_quantile(slow_sometimes, k, 0.95), 0.1)
+    assert_matches(r, "shard-0", "mean_response", slow_sometimes.mean, 0.1)
 
 
 def test_quorum_matches_kth_order_statistic():
@@ -105,7 +120,7 @@ def test_quorum_matches_kth_order_statistic():
 
 
 def test_shared_arrivals_make_loaded_leaves_dependent():
-    """M/M/1 leaves at load 0.7: each leaf's marginal is right (Exponential(mu - lambda)), but
+    """M/M/1 leaves at load 0.7: each leaf's marginal is right (Exponential(rate=mu - lambda)), but
     the slowest-of-8 is clearly below the independent-leaves prediction (positive dependence).
 
     Paired check within each replication, free of finite-run bias: an "independent" surrogate
@@ -142,8 +157,8 @@ def test_background_traffic_and_time_varying_fanout():
     assert_matches(r, END_TO_END, "arrival_rate", 0.4, 0.1)
     assert_matches(r, "shard-1", "utilisation", (0.4 + 0.8) / 2.0, 0.1)
     assert_matches(r, "shard-0", "utilisation", 0.4 / 2.0, 0.1)
-    assert set(r.requests["class"]) == {"fanout"}
-    bg = r.records[r.records["class"] == "background"]
+    assert set(r.requests["customer_class"]) == {"fanout"}
+    bg = r.records[r.records["customer_class"] == "background"]
     assert len(bg) and (bg["request"] == -1).all() and set(bg["service"]) == {"shard-1"}
 
 
@@ -162,12 +177,13 @@ def test_fanout_results_identical_across_executors():
     (lambda: FanOut([], rate=1.0), "at least one leaf"),
     (lambda: FanOut(leaves(2), rate=0.0), "FanOut rate must be > 0"),
     (lambda: FanOut(leaves(2)), "exactly one of rate"),
-    (lambda: FanOut([Service("a", 1, Exponential(1.0))] * 2, rate=1.0), "duplicate fan-out leaf"),
-    (lambda: FanOut([Service("a", 1, Exponential(1.0), timeout=1.0)], rate=0.1),
+    (lambda: FanOut([Service("a", 1, Exponential(rate=1.0))] * 2, rate=1.0),
+     "duplicate fan-out leaf"),
+    (lambda: FanOut([Service("a", 1, Exponential(rate=1.0), timeout=1.0)], rate=0.1),
      "fan-out leaf 'a': timeouts are not supported"),
-    (lambda: FanOut([Service("a", 1, Exponential(1.0), retry=Retry())], rate=0.1),
+    (lambda: FanOut([Service("a", 1, Exponential(rate=1.0), retry=Retry())], rate=0.1),
      "fan-out leaf 'a': retries are not supported"),
-    (lambda: FanOut([Service("a", 1, Exponential(1.0), queue_capacity=3)], rate=0.1),
+    (lambda: FanOut([Service("a", 1, Exponential(rate=1.0), queue_capacity=3)], rate=0.1),
      "fan-out leaf 'a': a finite queue_capacity"),
     (lambda: FanOut(leaves(2), rate=1.0, background={"shard-9": 1.0}), "unknown leaf 'shard-9'"),
     (lambda: FanOut(leaves(2), rate=1.0, background={"shard-0": -1.0}), "background rate"),
@@ -179,7 +195,8 @@ def test_bad_fanouts(make, match):
 
 
 def test_overloaded_leaf_is_named_before_simulating():
-    f = FanOut([Service("fast", 1, Exponential(2.0)), Service("slow", 1, Exponential(0.5))],
+    f = FanOut([Service("fast", 1, Exponential(rate=2.0)),
+                Service("slow", 1, Exponential(rate=0.5))],
                rate=0.8)
     with pytest.raises(ValueError, match=r"service 'slow': utilisation 1.6 >= 1 \(arrival 0.8 "
                                          r"req/s, capacity 0.5 req/s\)"):

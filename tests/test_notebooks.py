@@ -121,3 +121,26 @@ def test_every_figure_file_is_indexed():
     on_disk = {p.stem for p in paths.COMMITTED_FIGURES.glob("fig-*") if p.suffix in (".png", ".svg")}
     unindexed = sorted(on_disk - set(INDEX))
     assert not unindexed, f"figures without provenance in figures/index.json: {unindexed}; rebuild with `{REBUILD}`"
+
+
+@pytest.mark.notebook
+def test_named_data_dir_without_the_data_stops_the_notebook(tmp_path, monkeypatch):
+    """An explicit data_dir that lacks the dataset is an error naming the expected file, not synthetic data."""
+    import papermill as pm
+
+    from analysis import datasets
+
+    notebook = paths.NOTEBOOKS / "05_cost_autoscaling.ipynb"
+    if not notebook.is_file():
+        pytest.skip("notebook 05 is not in notebooks/")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "out"
+    monkeypatch.setenv(paths.OUTPUT_ENV_VAR, str(out))
+    with pytest.raises(pm.PapermillExecutionError) as info:
+        pm.execute_notebook(str(notebook), str(tmp_path / notebook.name),
+                            parameters={"quick": True, "data_dir": str(empty)}, kernel_name=paths.KERNEL_NAME,
+                            cwd=str(paths.NOTEBOOKS), progress_bar=False, log_output=False)
+    assert info.value.ename == "FileNotFoundError"
+    assert str(empty / datasets.get("ecommerce-api-rps").relpath) in info.value.evalue
+    assert not list(out.glob("figures/*.png")), "no figure may be drawn from a replaced dataset"

@@ -23,17 +23,13 @@ from analysis import theory
 from analysis.simulation import END_TO_END, replication_seeds, run_trials
 from analysis.topology import (
     Arrivals, CustomerClass, Exponential, Pool, RateSchedule, Retry, Service,
-    ServiceGraph,
+    ServiceGraph, two_point,
 )
 
 
 def interval(result, service, metric, cls="all", level=0.99):
-    pt = result.per_trial
-    x = pt[(pt["service"] == service) & (pt["metric"] == metric) & (pt["class"] == cls)]["value"]
-    x = x.to_numpy()
-    n = x.size
-    half = stats.t.ppf(0.5 + level / 2, n - 1) * x.std(ddof=1) / math.sqrt(n)
-    return float(x.mean()), float(half)
+    row = result.estimate(service, metric, cls, confidence=level)
+    return float(row["estimate"]), float(row["half_width"])
 
 
 def assert_matches(result, service, metric, expected, cls="all", max_rel=0.2):
@@ -46,13 +42,13 @@ def assert_matches(result, service, metric, expected, cls="all", max_rel=0.2):
 
 
 def mm1(lam=0.75, mu=1.0, **kw):
-    return ServiceGraph([Service("web", 1, Exponential(mu), **kw)], {"web": lam})
+    return ServiceGraph([Service("web", 1, Exponential(rate=mu), **kw)], {"web": lam})
 
 
 def jackson():
     return ServiceGraph(
-        [Service("front", 2, Exponential(5.0)), Service("app", 1, Exponential(8.0)),
-         Service("db", 1, Exponential(10.0))], {"front": 4.0},
+        [Service("front", 2, Exponential(rate=5.0)), Service("app", 1, Exponential(rate=8.0)),
+         Service("db", 1, Exponential(rate=10.0))], {"front": 4.0},
         routing={"front": {"app": 0.9}, "app": {"db": 0.5, "front": 0.2}, "db": {"app": 0.3}})
 
 
@@ -70,17 +66,23 @@ def test_mm1_against_theory():
     assert_matches(r, "web", "p95_response", theory.mmc_response_quantile(lam, mu, 1, 0.95))
     assert_matches(r, "web", "utilisation", m["utilisation"], max_rel=0.03)
     assert_matches(r, "web", "throughput", lam, max_rel=0.03)
-    # the reported 95% interval is the t-interval on the same per-replication values
-    row = r.estimate("web", "mean_wait")
-    est, half99 = interval(r, "web", "mean_wait")
-    assert row["estimate"] == pytest.approx(est)
-    ratio = stats.t.ppf(0.975, 9) / stats.t.ppf(0.995, 9)
-    assert row["half_width"] == pytest.approx(half99 * ratio)
+    # the reported interval is the t-interval on the per-replication values, at any level
+    pt = r.per_trial
+    x = pt[(pt.service == "web") & (pt.metric == "mean_wait")
+           & (pt.customer_class == "all")].value.to_numpy()      # columns read as attributes
+    se = x.std(ddof=1) / math.sqrt(x.size)
+    assert r.confidence == 0.95
+    for level, row in [(0.95, r.estimate("web", "mean_wait")),
+                       (0.99, r.estimate("web", "mean_wait", confidence=0.99)),
+                       (0.8, r.summarise(0.8).set_index(["service", "metric"])
+                        .loc[("web", "mean_wait")])]:
+        assert row["estimate"] == pytest.approx(x.mean())
+        assert row["half_width"] == pytest.approx(stats.t.ppf(0.5 + level / 2, 9) * se)
 
 
 def test_mmc_wait_and_erlang_c():
     lam, mu, c = 4.0, 1.0, 5
-    g = ServiceGraph([Service("pool", c, Exponential(mu))], {"pool": lam})
+    g = ServiceGraph([Service("pool", c, Exponential(rate=mu))], {"pool": lam})
     r = run_trials(g, replications=8, horizon=2500, warmup=200, seed=2, progress=False)
     m = theory.mmc_metrics(lam, mu, c)
     assert_matches(r, "pool", "mean_wait", m["mean_wait"])
@@ -89,7 +91,25 @@ def test_mmc_wait_and_erlang_c():
     waited = r.records.assign(waited=r.records["wait"] > 1e-12)
     p_wait = waited.groupby("trial")["waited"].mean().to_numpy()
     half = stats.t.ppf(0.995, 7) * p_wait.std(ddof=1) / math.sqrt(8)
-    assert abs(p_wait.mean() - theory.erlang_c(c, lam / mu)) <= half
+    assert abs(p_wait.mean() - theory.erlang_c(lam, mu, c)) <= half
+    # ... which the summary now reports as p_wait, beside the time-average occupancy
+    assert r.estimate("pool", "p_wait")["estimate"] == pytest.approx(p_wait.mean(), abs=1e-3)
+    assert_matches(r, "pool", "p_wait", m["p_wait"])
+    assert_matches(r, "pool", "mean_in_system", m["mean_in_system"])
+    assert_matches(r, "pool", "mean_queue_length", m["mean_queue_length"])
+
+
+def test_mixture_service_matches_pollaczek_khinchine():
+    """M/G/1 with a two-point service time (90% fast, 10% slow): the mean wait is the
+    Pollaczek-Khinchine value for the mixture's mean and SCV."""
+    service = two_point(0.2, 3.0, p_high=0.1)           # mean 0.48 s, SCV about 2.6
+    lam = 1.25                                          # rho = 0.6
+    g = ServiceGraph([Service("api", 1, service)], {"api": lam})
+    r = run_trials(g, replications=8, horizon=6000, warmup=300, seed=21, progress=False,
+                   keep_records=False)
+    w = theory.mg1_mean_wait(lam, 1 / service.mean, service_scv=service.scv)
+    assert_matches(r, "api", "mean_wait", w)
+    assert_matches(r, "api", "p_wait", lam * service.mean)      # PASTA: P(wait) = rho
 
 
 def test_loss_system_blocking_matches_erlang_b():
@@ -97,12 +117,12 @@ def test_loss_system_blocking_matches_erlang_b():
     request routed to a full service is rejected there (input to 'back' is Poisson because
     'front' is an M/M/inf node)."""
     lam, mu = 2.0, 1.0
-    g = ServiceGraph([Service("front", math.inf, Exponential(50.0)),
-                      Service("back", 3, Exponential(mu), queue_capacity=0),
-                      Service("edge", 3, Exponential(mu), queue_capacity=0)],
+    g = ServiceGraph([Service("front", math.inf, Exponential(rate=50.0)),
+                      Service("back", 3, Exponential(rate=mu), queue_capacity=0),
+                      Service("edge", 3, Exponential(rate=mu), queue_capacity=0)],
                      {"front": lam, "edge": lam}, routing={"front": "back"})
     r = run_trials(g, replications=8, horizon=2500, warmup=100, seed=3, progress=False)
-    b = theory.erlang_b(3, lam / mu)
+    b = theory.erlang_b_from_load(lam / mu, 3)
     assert_matches(r, "edge", "blocked_fraction", b, max_rel=0.1)
     assert_matches(r, "back", "blocked_fraction", b, max_rel=0.1)
     blocked = r.records[r.records["outcome"] == "rejected"]
@@ -122,14 +142,23 @@ def test_open_jackson_network_with_feedback():
         assert_matches(r, name, "mean_response", ref.loc[name, "mean_response"])
         assert_matches(r, name, "utilisation", ref.loc[name, "utilisation"], max_rel=0.05)
         assert_matches(r, name, "arrival_rate", ref.loc[name, "arrival_rate"], max_rel=0.05)
-    totals = ref.attrs["totals"]
-    assert_matches(r, END_TO_END, "mean_response", totals["mean_response"])
-    assert_matches(r, END_TO_END, "throughput", totals["throughput"], max_rel=0.05)
+    totals = theory.jackson_totals([4.0, 0.0, 0.0], [5.0, 8.0, 10.0], [2, 1, 1],
+                                   g.routing_matrix(), names=g.names)
+    assert_matches(r, END_TO_END, "mean_response", totals.mean_response)
+    assert_matches(r, END_TO_END, "throughput", totals.throughput, max_rel=0.05)
+    assert_matches(r, END_TO_END, "mean_in_system", totals.mean_in_system)
+    # the theory table joins the simulation table on service name and metric columns
+    both = ref[["p_wait", "mean_in_system"]].join(
+        r.table()[["p_wait", "mean_in_system"]].add_suffix("_sim"))
+    assert list(both.index) == g.names and not both.isna().any().any()
+    for name in g.names:
+        assert_matches(r, name, "p_wait", ref.loc[name, "p_wait"])
+        assert_matches(r, name, "mean_in_system", ref.loc[name, "mean_in_system"])
 
 
 def test_nonpreemptive_priorities_match_cobham():
     rates = [0.2, 0.25, 0.25]
-    g = ServiceGraph([Service("cpu", 1, Exponential(1.0))],
+    g = ServiceGraph([Service("cpu", 1, Exponential(rate=1.0))],
                      [Arrivals("cpu", rate=r, customer_class=c) for r, c in zip(rates, "abc")],
                      classes=[CustomerClass("a", 0), CustomerClass("b", 1), CustomerClass("c", 2)])
     r = run_trials(g, replications=8, horizon=8000, warmup=500, seed=5, progress=False)
@@ -141,7 +170,7 @@ def test_nonpreemptive_priorities_match_cobham():
 
 def test_preemptive_priorities_match_preemptive_resume():
     rates = [0.3, 0.35]
-    g = ServiceGraph([Service("cpu", 1, Exponential(1.0))],
+    g = ServiceGraph([Service("cpu", 1, Exponential(rate=1.0))],
                      [Arrivals("cpu", rate=r, customer_class=c)
                       for r, c in zip(rates, ("hi", "lo"))],
                      classes={"hi": 0, "lo": 1}, preemptive=True)
@@ -165,7 +194,8 @@ def erlang_a_abandonment(lam, mu, theta, nmax=500):
 
 def test_timeouts_match_erlang_a():
     lam, mu, theta = 1.0, 1.1, 0.5
-    g = ServiceGraph([Service("api", 1, Exponential(mu), timeout=Exponential(theta))], {"api": lam})
+    g = ServiceGraph([Service("api", 1, Exponential(rate=mu), timeout=Exponential(rate=theta))],
+                     {"api": lam})
     r = run_trials(g, replications=8, horizon=3000, warmup=200, seed=7, progress=False)
     p = erlang_a_abandonment(lam, mu, theta)
     assert_matches(r, "api", "timed_out_fraction", p, max_rel=0.1)
@@ -176,7 +206,7 @@ def test_timeouts_match_erlang_a():
 
 def test_retries_backoff_and_conservation():
     backoff, mult, max_retries = 0.25, 2.0, 3
-    g = ServiceGraph([Service("api", 1, Exponential(1.0), queue_capacity=2, timeout=1.5,
+    g = ServiceGraph([Service("api", 1, Exponential(rate=1.0), queue_capacity=2, timeout=1.5,
                               retry=Retry(max_retries, backoff=backoff, multiplier=mult))],
                      {"api": 0.9})
     r = run_trials(g, replications=3, horizon=1500, warmup=100, seed=8, progress=False,
@@ -197,7 +227,7 @@ def test_retries_backoff_and_conservation():
     own = served.reindex(pd.MultiIndex.from_frame(done[["trial", "request"]])).to_numpy()
     assert (done["response"].to_numpy() >= own + done["backoff_time"].to_numpy() - 1e-9).all()
     # conservation per replication: arrivals = completed + timed out + blocked + incomplete
-    pt = r.per_trial[(r.per_trial["service"] == END_TO_END) & (r.per_trial["class"] == "all")]
+    pt = r.per_trial[(r.per_trial.service == END_TO_END) & (r.per_trial.customer_class == "all")]
     wide = pt.pivot(index="trial", columns="metric", values="value")
     np.testing.assert_array_equal(wide["arrivals"], wide["completed"] + wide["timed_out"]
                                   + wide["blocked"] + wide["incomplete"])
@@ -208,10 +238,10 @@ def test_retries_backoff_and_conservation():
 
 def test_time_varying_arrivals_reproduce_the_schedule():
     schedule = RateSchedule((0.0, 100.0, 200.0), (2.0, 8.0, 4.0), period=300.0)
-    g = ServiceGraph([Service("edge", math.inf, Exponential(5.0))],
+    g = ServiceGraph([Service("edge", math.inf, Exponential(rate=5.0))],
                      [Arrivals("edge", rate=schedule)])
     horizon = 3000.0
-    r = run_trials(g, replications=4, horizon=horizon, seed=9, progress=False)
+    r = run_trials(g, replications=4, horizon=horizon, warmup=0.0, seed=9, progress=False)
     assert_matches(r, END_TO_END, "arrival_rate", schedule.mean_rate(0.0, horizon), max_rel=0.03)
     # per phase of the schedule: counts pooled over replications within 4 sigma of Poisson
     phase = r.requests["arrival"].to_numpy() % 300.0
@@ -222,7 +252,7 @@ def test_time_varying_arrivals_reproduce_the_schedule():
 
 
 def test_server_schedule_utilisation_uses_available_capacity():
-    s = Service("api", 1, Exponential(1.0), schedule=[(1, 100.0), (3, 200.0)])
+    s = Service("api", 1, Exponential(rate=1.0), schedule=[(1, 100.0), (3, 200.0)])
     g = ServiceGraph([s], {"api": 0.6})
     r = run_trials(g, replications=6, horizon=4000, warmup=200, seed=10, progress=False)
     assert_matches(r, "api", "utilisation", 0.6 / s.mean_servers, max_rel=0.05)
@@ -244,7 +274,7 @@ def gi_m1_erlang_wait(per_server_rate, mu, k):
 def test_round_robin_pool_matches_gi_m1():
     k, lam = 3, 2.1
     members = [f"web-{i}" for i in range(k)]
-    g = ServiceGraph([Service(m, 1, Exponential(1.0)) for m in members],
+    g = ServiceGraph([Service(m, 1, Exponential(rate=1.0)) for m in members],
                      [Arrivals("web", rate=lam)], pools=[Pool("web", members, "round_robin")])
     r = run_trials(g, replications=6, horizon=3000, warmup=200, seed=11, progress=False)
     w = gi_m1_erlang_wait(lam / k, 1.0, k)
@@ -255,7 +285,8 @@ def test_round_robin_pool_matches_gi_m1():
 
 
 def test_capacity_weighted_and_jsq_pools():
-    fast, slow = Service("fast", 1, Exponential(2.0)), Service("slow", 1, Exponential(1.0))
+    fast = Service("fast", 1, Exponential(rate=2.0))
+    slow = Service("slow", 1, Exponential(rate=1.0))
     lam = 2.1
     cw = ServiceGraph([fast, slow], [Arrivals("lb", rate=lam)],
                       pools=[Pool("lb", ["fast", "slow"], "capacity_weighted")])
@@ -264,7 +295,7 @@ def test_capacity_weighted_and_jsq_pools():
     expected = (2 / 3) / (2.0 - 1.4) + (1 / 3) / (1.0 - 0.7)
     assert_matches(r, END_TO_END, "mean_response", expected)
     assert_matches(r, "fast", "arrival_rate", lam * 2 / 3, max_rel=0.05)
-    members = [Service(f"w{i}", 1, Exponential(1.0)) for i in range(4)]
+    members = [Service(f"w{i}", 1, Exponential(rate=1.0)) for i in range(4)]
     jsq = ServiceGraph(members, [Arrivals("lb", rate=3.6)],
                        pools=[Pool("lb", [m.name for m in members], "jsq")])
     rj = run_trials(jsq, replications=4, horizon=2000, warmup=200, seed=13, progress=False)
@@ -278,12 +309,12 @@ def test_capacity_weighted_and_jsq_pools():
 def test_power_of_two_choices_matches_supermarket_limit():
     n, lam = 50, 0.8
     members = [f"s{i:02d}" for i in range(n)]
-    g = ServiceGraph([Service(m, 1, Exponential(1.0)) for m in members],
+    g = ServiceGraph([Service(m, 1, Exponential(rate=1.0)) for m in members],
                      [Arrivals("farm", rate=lam * n)],
                      pools=[Pool("farm", members, "power_of_d", d=2)])
     r = run_trials(g, replications=8, horizon=400, warmup=50, seed=14, progress=False,
                    keep_records=False)
-    limit = theory.supermarket_mean_response(lam, 2)
+    limit = theory.supermarket_mean_response(lam, 1.0, 2)      # lam = total rate / n queues
     # finite n = 50 sits within O(1/n) (about 1.5% here) of the mean-field limit, inside the
     # interval; random dispatch would give an M/M/1 at 0.8 in every queue: 5 s
     assert_matches(r, END_TO_END, "mean_response", limit, max_rel=0.08)
@@ -412,6 +443,8 @@ def test_plain_ciw_network_input():
     (dict(drain=-1.0), "drain must be >= 0"),
     (dict(max_workers=0), "max_workers must be an integer >= 1"),
     (dict(service_names=["x"]), "service_names is only for a ciw.Network"),
+    (dict(confidence=1.0), "confidence must be strictly between 0 and 1"),
+    (dict(confidence=95), "confidence must be strictly between 0 and 1"),
 ])
 def test_bad_run_inputs(kwargs, match):
     base = dict(replications=2, horizon=100.0)
@@ -431,7 +464,7 @@ def test_bad_model_and_unstable_graph_fail_before_simulating():
 
 
 def test_overloaded_opt_in_run_is_bounded():
-    g = ServiceGraph([Service("web", 1, Exponential(1.0))], {"web": 3.0}, max_in_system=60)
+    g = ServiceGraph([Service("web", 1, Exponential(rate=1.0))], {"web": 3.0}, max_in_system=60)
     t0 = time.perf_counter()
     r = run_trials(g, 2, horizon=400.0, seed=2, allow_overload=True, executor="serial",
                    progress=False)
@@ -446,3 +479,26 @@ def test_overloaded_opt_in_run_is_bounded():
                     executor="serial", drain=10.0, progress=False)
     assert r2.estimate(END_TO_END, "incomplete")["estimate"] > 0
     assert r2.params["end_times"][0] <= 310.0
+
+
+def test_default_warmup_is_stated_and_nonzero():
+    r = run_trials(mm1(), 2, horizon=500.0, seed=1, executor="serial", progress=False)
+    assert r.params["warmup"] == pytest.approx(50.0)          # 10% of the horizon by default
+    assert r.requests["arrival"].min() >= 50.0
+    assert (r.records["arrival"] >= 0).all()
+    r0 = run_trials(mm1(), 1, horizon=500.0, warmup=0.0, seed=1, executor="serial",
+                    progress=False)                            # a transient study says so
+    assert r0.params["warmup"] == 0.0 and r0.requests["arrival"].min() < 50.0
+
+
+def test_summary_and_records_use_customer_class_and_no_attrs():
+    r = run_trials(mm1(), 2, horizon=200.0, warmup=20.0, seed=1, executor="serial",
+                   progress=False)
+    for frame in (r.summary, r.per_trial, r.records, r.requests):
+        assert "customer_class" in frame.columns and "class" not in frame.columns
+        assert frame.attrs == {}
+    assert set(r.summary.customer_class) == {"all"}
+    with pytest.raises(ValueError, match="service"):
+        r.compare({"mean_wait": 1.0})
+    with pytest.raises(ValueError, match="no metric"):
+        r.compare({"nonsense": 1.0}, service="web")

@@ -36,11 +36,11 @@ def test_erlang_b_published_table_values():
     # Erlang B tables (e.g. ITU-D Teletraffic Engineering Handbook, Iversen, Erlang B table;
     # any telephone-traffic Erlang B table): 10 servers at 5 Erlang -> 0.01838; 5 servers at
     # 2 Erlang -> 0.0367.
-    assert th.erlang_b(10, 5.0) == pytest.approx(0.01838, abs=5e-6)
-    assert th.erlang_b(5, 2.0) == pytest.approx(0.0367, abs=5e-5)
+    assert th.erlang_b_from_load(5.0, 10) == pytest.approx(0.01838, abs=5e-6)
+    assert th.erlang_b_from_load(2.0, 5) == pytest.approx(0.0367, abs=5e-5)
     # Wolfram Language ErlangB documentation example: "30 call lines and 25 Erlangs: the loss
     # probability is approximately 0.05".
-    assert th.erlang_b(30, 25.0) == pytest.approx(0.05, abs=0.005)
+    assert th.erlang_b_from_load(25.0, 30) == pytest.approx(0.05, abs=0.005)
 
 
 @pytest.mark.parametrize("c, a", [(1, Fraction(1, 2)), (4, Fraction(2)), (5, Fraction(3)),
@@ -49,13 +49,14 @@ def test_erlang_b_published_table_values():
 def test_erlang_b_matches_exact_definition(c, a):
     # Wolfram ErlangB documentation applications: 5 lines at 3 Erlang, a 4-modem pool at 2
     # Erlang, 6 modems at 2 Erlang; values here from the definition in exact arithmetic.
-    assert th.erlang_b(c, float(a)) == pytest.approx(float(erlang_b_exact(c, a)), rel=1e-12)
+    assert th.erlang_b_from_load(float(a), c) == pytest.approx(float(erlang_b_exact(c, a)),
+                                                               rel=1e-12)
 
 
 def test_erlang_b_single_server_is_a_over_one_plus_a():
     # M/M/1/1 loss system: B = A / (1 + A) (Kleinrock 1975, sec. 3.7 with c = 1).
     for a in (0.01, 0.5, 3.0, 1e3):
-        assert th.erlang_b(1, a) == pytest.approx(a / (1 + a), rel=1e-14)
+        assert th.erlang_b_from_load(a, 1) == pytest.approx(a / (1 + a), rel=1e-14)
 
 
 @pytest.mark.parametrize("c, a", [(10_000, 12_000.0), (10_000, 9_000.0), (10_000, 9_950.0),
@@ -64,14 +65,14 @@ def test_erlang_b_large_systems_stable(c, a):
     # Independent formulation through the Poisson distribution: B = P(N = c) / P(N <= c),
     # N ~ Poisson(A) (scipy evaluates both in log space).
     expected = stats.poisson.pmf(c, a) / stats.poisson.cdf(c, a)
-    got = th.erlang_b(c, a)
+    got = th.erlang_b_from_load(a, c)
     assert 0.0 <= got <= 1.0 and math.isfinite(got)
     assert got == pytest.approx(expected, rel=1e-8, abs=1e-300)
 
 
 def test_erlang_b_heavy_overload_limit():
     # For A >> c, B -> 1 - c/A (fluid limit of the loss system).
-    assert th.erlang_b(10_000, 12_000.0) == pytest.approx(1 - 10_000 / 12_000, abs=5e-3)
+    assert th.erlang_b_from_load(12_000.0, 10_000) == pytest.approx(1 - 10_000 / 12_000, abs=5e-3)
 
 
 # ------------------------------------------------------------------------------------------
@@ -93,13 +94,14 @@ def test_erlang_c_two_servers_closed_form():
     # M/M/2: P(wait) = 2 rho^2 / (1 + rho), rho = A/2 (Kleinrock 1975, sec. 3.5; Gross & Harris).
     for a in (0.2, 1.0, 1.5, 1.99):
         rho = a / 2
-        assert th.erlang_c(2, a) == pytest.approx(2 * rho**2 / (1 + rho), rel=1e-12)
+        assert th.erlang_c_from_load(a, 2) == pytest.approx(2 * rho**2 / (1 + rho), rel=1e-12)
 
 
 @pytest.mark.parametrize("c, a", [(1, Fraction(1, 2)), (3, Fraction(5, 2)), (10, Fraction(8)),
                                   (40, Fraction(35))])
 def test_erlang_c_matches_exact_definition(c, a):
-    assert th.erlang_c(c, float(a)) == pytest.approx(float(erlang_c_exact(c, a)), rel=1e-12)
+    assert th.erlang_c_from_load(float(a), c) == pytest.approx(float(erlang_c_exact(c, a)),
+                                                               rel=1e-12)
 
 
 def test_mm1_formulas():
@@ -135,7 +137,7 @@ def test_halfin_whitt_limit_of_erlang_c():
     assert th.halfin_whitt_alpha(1.0) == pytest.approx(1 / (1 + 0.841345 / 0.241971), abs=1e-5)
     r = 10_000.0
     c = int(r + 1.0 * math.sqrt(r))   # 10,100 servers, exactly beta = 1
-    assert th.erlang_c(c, r) == pytest.approx(th.halfin_whitt_alpha(1.0), abs=0.01)
+    assert th.erlang_c_from_load(r, c) == pytest.approx(th.halfin_whitt_alpha(1.0), abs=0.01)
 
 
 # ------------------------------------------------------------------------------------------
@@ -144,7 +146,7 @@ def test_halfin_whitt_limit_of_erlang_c():
 
 def test_wait_tail_and_quantile():
     lam, mu, c = 9.0, 5.0, 2
-    pw = th.erlang_c(c, lam / mu)
+    pw = th.erlang_c_from_load(lam / mu, c)
     assert th.mmc_prob_wait_exceeds(lam, mu, c, 0.0) == pytest.approx(pw)
     t = 0.7
     expected = pw * math.exp(-(c * mu - lam) * t)
@@ -158,7 +160,7 @@ def test_wait_tail_and_quantile():
 
 
 def test_mm1_response_quantile_is_exponential():
-    # M/M/1 response time is Exponential(mu - lambda) (Kleinrock 1975, eq. 3.25).
+    # M/M/1 response time is Exponential(rate=mu - lambda) (Kleinrock 1975, eq. 3.25).
     lam, mu = 0.5, 1.0
     for q in (0.5, 0.9, 0.99, 0.9999):
         assert th.mmc_response_quantile(lam, mu, 1, q) == pytest.approx(
@@ -167,7 +169,7 @@ def test_mm1_response_quantile_is_exponential():
 
 def _response_survival_by_quadrature(lam, mu, c, t):
     """P(T > t) by numerically convolving the wait (atom + exponential) with Exp(mu) service."""
-    pw = th.erlang_c(c, lam / mu)
+    pw = th.erlang_c_from_load(lam / mu, c)
     theta = c * mu - lam
     # P(W + S > t) = (1-C) e^{-mu t} + C * integral_0^t theta e^{-theta w} e^{-mu (t - w)} dw
     #                + C e^{-theta t}
@@ -206,17 +208,18 @@ def test_response_quantile_continuous_through_special_case():
 def test_servers_for_targets_are_least(lam, mu):
     a = lam / mu
     c = th.servers_for_wait_probability(lam, mu, 0.2)
-    assert th.erlang_c(c, a) <= 0.2
-    assert c - 1 <= a or th.erlang_c(c - 1, a) > 0.2
+    assert th.erlang_c_from_load(a, c) <= 0.2
+    assert c - 1 <= a or th.erlang_c_from_load(a, c - 1) > 0.2
 
     c = th.servers_for_mean_wait(lam, mu, 0.01 / mu)
     assert th.mmc_metrics(lam, mu, c)["mean_wait"] <= 0.01 / mu
     assert c - 1 <= a or th.mmc_metrics(lam, mu, c - 1)["mean_wait"] > 0.01 / mu
 
     t = 0.1 / mu
-    c = th.servers_for_wait_exceeding(lam, mu, t, 0.05)
+    c = th.servers_for_service_level(lam, mu, t, 0.95)       # 95% wait at most t
     assert th.mmc_prob_wait_exceeds(lam, mu, c, t) <= 0.05
-    assert c - 1 <= a or th.mmc_prob_wait_exceeds(lam, mu, c - 1, t) > 0.05
+    assert th.mmc_service_level(lam, mu, c, t) >= 0.95
+    assert c - 1 <= a or th.mmc_service_level(lam, mu, c - 1, t) < 0.95
 
 
 def test_staffing_hand_example():
@@ -251,12 +254,12 @@ def test_pollaczek_khinchine():
     lam, mu = 0.8, 1.0
     mm1 = th.mmc_metrics(lam, mu, 1)
     # SCV = 1 is M/M/1.
-    assert th.mg1_mean_wait(lam, 1 / mu, 1.0) == pytest.approx(mm1["mean_wait"], rel=1e-12)
+    assert th.mg1_mean_wait(lam, mu, service_scv=1.0) == pytest.approx(mm1["mean_wait"], rel=1e-12)
     # SCV = 0 is M/D/1: W = rho / (2 mu (1 - rho)), half the M/M/1 wait (Kleinrock 1975, eq. 5.73).
-    md1 = th.mg1_mean_wait(lam, 1 / mu, 0.0)
+    md1 = th.mg1_mean_wait(lam, mu, service_scv=0.0)
     assert md1 == pytest.approx(0.8 / (2 * 1.0 * 0.2), rel=1e-12)
     assert md1 == pytest.approx(mm1["mean_wait"] / 2, rel=1e-12)
-    m = th.mg1_metrics(lam, 1 / mu, 1.0)
+    m = th.mg1_metrics(lam, mu, service_scv=1.0)
     for key in ("utilisation", "p_wait", "mean_wait", "mean_response", "mean_queue_length",
                 "mean_in_system"):
         assert m[key] == pytest.approx(mm1[key], rel=1e-12)
@@ -266,13 +269,13 @@ def test_kingman():
     lam, mu = 0.7, 1.0
     # Exact for M/M/1 ...
     mm1_wait = th.mmc_metrics(lam, mu, 1)["mean_wait"]
-    assert th.kingman_wait(lam, mu, 1.0, 1.0) == pytest.approx(mm1_wait)
+    assert th.kingman_wait(lam, mu, arrival_scv=1.0, service_scv=1.0) == pytest.approx(mm1_wait)
     # ... and equal to Pollaczek-Khinchine for Poisson arrivals (ca^2 = 1).
     for cs2 in (0.0, 0.5, 4.0):
-        pk = th.mg1_mean_wait(lam, 1 / mu, cs2)
-        assert th.kingman_wait(lam, mu, 1.0, cs2) == pytest.approx(pk)
+        pk = th.mg1_mean_wait(lam, mu, service_scv=cs2)
+        assert th.kingman_wait(lam, mu, arrival_scv=1.0, service_scv=cs2) == pytest.approx(pk)
     # D/D/1 has no queueing.
-    assert th.kingman_wait(lam, mu, 0.0, 0.0) == 0.0
+    assert th.kingman_wait(lam, mu, arrival_scv=0.0, service_scv=0.0) == 0.0
 
 
 def test_priority_nonpreemptive_cobham():
@@ -338,12 +341,14 @@ def test_jackson_bolch_example_7_4():
     assert df["mean_response"].to_numpy() == pytest.approx([0.2, 0.043, 0.15, 0.0625], abs=1e-3)
     assert df["mean_in_system"].to_numpy() == pytest.approx([4, 0.429, 1.5, 0.25], abs=1e-3)
     totals = th.jackson_totals([0, 0, 0, 4], mu, 1, routing)
-    assert totals["throughput"] == pytest.approx(4.0)
-    assert totals["total_L"] == pytest.approx(df["mean_in_system"].sum())
-    assert totals["mean_response"] == pytest.approx(totals["total_L"] / 4.0)
+    assert totals.throughput == pytest.approx(4.0)
+    assert totals.mean_in_system == pytest.approx(df["mean_in_system"].sum())
+    assert totals.mean_response == pytest.approx(totals.mean_in_system / 4.0)
     # End-to-end response = sum over nodes of visits x per-visit response.
-    assert totals["mean_response"] == pytest.approx((df["visits"] * df["mean_response"]).sum())
-    assert df.attrs["totals"] == pytest.approx(totals)
+    assert totals.mean_response == pytest.approx((df["visits"] * df["mean_response"]).sum())
+    assert df.attrs == {}                                   # results never hide in attrs
+    assert totals.as_dict() == dict(mean_in_system=totals.mean_in_system,
+                                    mean_response=totals.mean_response, throughput=4.0)
 
 
 def test_jackson_tandem_is_two_mm1():
@@ -354,7 +359,7 @@ def test_jackson_tandem_is_two_mm1():
         for key in ("utilisation", "mean_wait", "mean_response", "mean_in_system"):
             assert df.loc[node, key] == pytest.approx(mm1[key])
     tot = th.jackson_totals([lam, 0.0], [3.0, 5.0], [1, 1], [[0, 1], [0, 0]])
-    assert tot["mean_response"] == pytest.approx(1 / (3 - 2) + 1 / (5 - 2))
+    assert tot.mean_response == pytest.approx(1 / (3 - 2) + 1 / (5 - 2))
 
 
 def test_jackson_single_node_feedback_by_hand():
@@ -366,8 +371,9 @@ def test_jackson_single_node_feedback_by_hand():
     assert df["arrival_rate"].iloc[0] == pytest.approx(eff)
     assert df["visits"].iloc[0] == pytest.approx(1 / (1 - p))
     assert df["utilisation"].iloc[0] == pytest.approx(eff / mu)
-    tot = df.attrs["totals"]
-    assert tot["mean_response"] == pytest.approx((1 / (1 - p)) / (mu - eff))
+    tot = th.jackson_totals([lam], [mu], [1], [[p]])
+    assert tot.mean_response == pytest.approx((1 / (1 - p)) / (mu - eff))
+    assert list(df.index) == ["node1"]                      # default names as run_trials
     assert th.jackson_traffic([lam], [[p]]) == pytest.approx([eff])
 
 
@@ -382,7 +388,7 @@ def test_jackson_multiserver_nodes_use_mmc():
         m = th.mmc_metrics(lam[i], [2.0, 1.5, 4.0][i], [4, 6, 1][i])
         assert df.loc[node, "p_wait"] == pytest.approx(m["p_wait"])
         assert df.loc[node, "mean_response"] == pytest.approx(m["mean_response"])
-    assert isinstance(df, pd.DataFrame) and df.index.name == "node"
+    assert isinstance(df, pd.DataFrame) and df.index.name == "service"
 
 
 # ------------------------------------------------------------------------------------------
@@ -390,9 +396,9 @@ def test_jackson_multiserver_nodes_use_mmc():
 # ------------------------------------------------------------------------------------------
 
 def test_littles_law():
-    assert th.littles_law(arrival_rate=4.0, W=0.5) == pytest.approx(2.0)
-    assert th.littles_law(L=2.0, W=0.5) == pytest.approx(4.0)
-    assert th.littles_law(L=2.0, arrival_rate=4.0) == pytest.approx(0.5)
+    assert th.littles_law(arrival_rate=4.0, mean_response=0.5) == pytest.approx(2.0)
+    assert th.littles_law(mean_in_system=2.0, mean_response=0.5) == pytest.approx(4.0)
+    assert th.littles_law(mean_in_system=2.0, arrival_rate=4.0) == pytest.approx(0.5)
 
 
 # ------------------------------------------------------------------------------------------
@@ -460,46 +466,47 @@ def test_kth_fastest_quantile():
 
 def test_supermarket_d1_is_mm1():
     for lam in (0.3, 0.9, 0.99):
-        assert th.supermarket_mean_response(lam, 1) == pytest.approx(1 / (1 - lam))
+        assert th.supermarket_mean_response(lam, 1.0, 1) == pytest.approx(1 / (1 - lam))
         for k in (0, 1, 5):
-            assert th.supermarket_tail(lam, 1, k) == pytest.approx(lam**k)   # M/M/1 P(N >= k)
+            assert th.supermarket_tail(lam, 1.0, 1, k) == pytest.approx(lam**k)   # M/M/1 P(N >= k)
 
 
 def test_supermarket_two_choices_values():
     # Mitzenmacher (2001), Theorem 3.6/eq. for T_d: T_d(lambda) = sum_{i>=1} lambda^((d^i-d)/(d-1)).
     # Hand sum at lambda = 1/2, d = 2: 1 + 2^-2 + 2^-6 + 2^-14 + 2^-30 + ...
     hand = sum(Fraction(1, 2 ** (2**i - 2)) for i in range(1, 8))
-    assert th.supermarket_mean_response(0.5, 2) == pytest.approx(float(hand), rel=1e-15)
-    assert th.supermarket_mean_response(0.5, 2) == pytest.approx(1.2657, abs=5e-5)
+    assert th.supermarket_mean_response(0.5, 1.0, 2) == pytest.approx(float(hand), rel=1e-15)
+    assert th.supermarket_mean_response(0.5, 1.0, 2) == pytest.approx(1.2657, abs=5e-5)
     # At lambda = 0.99 two choices give about 5.43 time units versus 100 for one choice: the
     # paper's "exponential improvement" (series summed independently to 1e-4 here).
-    t2 = th.supermarket_mean_response(0.99, 2)
+    t2 = th.supermarket_mean_response(0.99, 1.0, 2)
     assert t2 == pytest.approx(sum(0.99 ** (2**i - 2) for i in range(1, 40)), rel=1e-12)
     assert t2 == pytest.approx(5.432, abs=1e-3)
-    assert th.supermarket_mean_response(0.99, 1) == pytest.approx(100.0)
+    assert th.supermarket_mean_response(0.99, 1.0, 1) == pytest.approx(100.0)
     # d = 3: only a constant factor better than d = 2.
-    assert th.supermarket_mean_response(0.99, 3) == pytest.approx(
+    assert th.supermarket_mean_response(0.99, 1.0, 3) == pytest.approx(
         sum(0.99 ** ((3**i - 3) / 2) for i in range(1, 30)), rel=1e-12)
 
 
 def test_supermarket_tail_and_little():
     lam, d = 0.9, 2
-    tails = [th.supermarket_tail(lam, d, k) for k in range(0, 12)]
+    tails = [th.supermarket_tail(lam, 1.0, d, k) for k in range(0, 12)]
     assert tails[0] == 1.0
     assert tails[1] == pytest.approx(lam)            # fraction of busy servers = load
     assert tails[2] == pytest.approx(lam**3)         # (d^2 - 1)/(d - 1) = 3
     # Little: mean queue length per server = sum_{k>=1} s_k = lambda * T.
-    assert sum(tails[1:]) == pytest.approx(lam * th.supermarket_mean_response(lam, d), rel=1e-12)
-    assert th.supermarket_tail(lam, 2, 2000) == 0.0  # exponent overflows: no NaN
+    assert sum(tails[1:]) == pytest.approx(lam * th.supermarket_mean_response(lam, 1.0, d),
+                                           rel=1e-12)
+    assert th.supermarket_tail(lam, 1.0, 2, 2000) == 0.0  # exponent overflows: no NaN
 
 
 def test_supermarket_service_rate_scaling():
     # Same utilisation, service rate mu: times scale by 1/mu, tails unchanged.
     mu = 4.0
-    assert th.supermarket_mean_response(0.8 * mu, 2, service_rate=mu) == pytest.approx(
-        th.supermarket_mean_response(0.8, 2) / mu)
-    unit = th.supermarket_tail(0.8, 3, 2)
-    assert th.supermarket_tail(0.8 * mu, 3, 2, service_rate=mu) == pytest.approx(unit)
+    assert th.supermarket_mean_response(0.8 * mu, mu, 2) == pytest.approx(
+        th.supermarket_mean_response(0.8, 1.0, 2) / mu)
+    unit = th.supermarket_tail(0.8, 1.0, 3, 2)
+    assert th.supermarket_tail(0.8 * mu, mu, 3, 2) == pytest.approx(unit)
 
 
 # ------------------------------------------------------------------------------------------
@@ -519,7 +526,7 @@ def test_fit_usl_published_usl_package_coef_test():
     fit = th.fit_usl([1, 2, 4, 6, 8, 10], [1, 1.8868, 3.0769, 3.5294, 3.5398, 3.3557])
     assert float(f"{fit.sigma:.3g}") == 0.02
     assert float(f"{fit.kappa:.3g}") == 0.02
-    assert fit.lam == pytest.approx(1.0, abs=1e-3)
+    assert fit.gamma == pytest.approx(1.0, abs=1e-3)
     assert fit.r_squared > 0.9999
 
 
@@ -532,9 +539,9 @@ def test_fit_usl_gunther_raytracer():
     fit = th.fit_usl(procs, tput)
     assert fit.sigma == pytest.approx(0.0578, abs=5e-5)
     assert fit.kappa == 0.0
-    assert fit.lam == pytest.approx(21.8488, abs=5e-5)
+    assert fit.gamma == pytest.approx(21.8488, abs=5e-5)
     assert math.isinf(fit.peak_concurrency)
-    assert fit.peak_throughput == pytest.approx(fit.lam / fit.sigma)   # Amdahl ceiling
+    assert fit.peak_throughput == pytest.approx(fit.gamma / fit.sigma)   # Amdahl ceiling
 
 
 def test_fit_usl_gunther_spec_sdm91():
@@ -545,7 +552,7 @@ def test_fit_usl_gunther_spec_sdm91():
     tput = [64.9, 995.9, 1652.4, 1853.2, 1828.9, 1775.0, 1702.2]
     fit = th.fit_usl(load, tput)
     assert float(f"{fit.peak_concurrency:.2g}") == 97
-    assert 64.9 / fit.lam == pytest.approx(0.7211, abs=5e-5)
+    assert 64.9 / fit.gamma == pytest.approx(0.7211, abs=5e-5)
     assert fit.sigma == pytest.approx(0.0277, abs=5e-5)
     assert fit.kappa == pytest.approx(1.04e-4, abs=5e-7)
     assert fit.peak_concurrency == pytest.approx(math.sqrt((1 - fit.sigma) / fit.kappa))
@@ -557,7 +564,7 @@ def test_fit_usl_recovers_generating_parameters(lam, sigma, kappa):
     n = np.array([1, 2, 4, 8, 16, 32, 48, 64, 96, 128], dtype=float)
     x = th.usl_throughput(n, lam, sigma, kappa)
     fit = th.fit_usl(n, x)
-    assert fit.lam == pytest.approx(lam, rel=1e-6)
+    assert fit.gamma == pytest.approx(lam, rel=1e-6)
     assert fit.sigma == pytest.approx(sigma, rel=1e-5, abs=1e-9)
     assert fit.kappa == pytest.approx(kappa, rel=1e-5, abs=1e-12)
     assert fit.r_squared == pytest.approx(1.0, abs=1e-10)
@@ -576,9 +583,9 @@ def test_fit_usl_noisy_data_within_tolerance():
     fit = th.fit_usl(n, x)
     assert fit.sigma == pytest.approx(0.03, abs=0.004)
     assert fit.kappa == pytest.approx(2e-4, rel=0.1)
-    assert fit.lam == pytest.approx(500.0, rel=0.02)
+    assert fit.gamma == pytest.approx(500.0, rel=0.02)
     assert fit.r_squared > 0.99
-    assert fit.throughput(8) == pytest.approx(th.usl_throughput(8, fit.lam, fit.sigma, fit.kappa))
+    assert fit.throughput(8) == pytest.approx(th.usl_throughput(8, fit.gamma, fit.sigma, fit.kappa))
     with pytest.raises(Exception):
         fit.sigma = 0.5   # frozen
 
@@ -591,15 +598,15 @@ ROUTE_OK = [[0, 0.5], [0.2, 0]]
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda: th.erlang_b(0, 1.0), "servers"),
-    (lambda: th.erlang_b(2.5, 1.0), "servers"),
-    (lambda: th.erlang_b(True, 1.0), "servers"),
-    (lambda: th.erlang_b("3", 1.0), "servers"),
-    (lambda: th.erlang_b(3, 0.0), "offered_load"),
-    (lambda: th.erlang_b(3, -1.0), "offered_load"),
-    (lambda: th.erlang_b(3, float("nan")), "offered_load"),
-    (lambda: th.erlang_c(3, 3.0), "utilisation"),
-    (lambda: th.erlang_c(-1, 3.0), "servers"),
+    (lambda: th.erlang_b_from_load(1.0, 0), "servers"),
+    (lambda: th.erlang_b_from_load(1.0, 2.5), "servers"),
+    (lambda: th.erlang_b_from_load(1.0, True), "servers"),
+    (lambda: th.erlang_b_from_load(1.0, "3"), "servers"),
+    (lambda: th.erlang_b_from_load(0.0, 3), "offered_load"),
+    (lambda: th.erlang_b_from_load(-1.0, 3), "offered_load"),
+    (lambda: th.erlang_b_from_load(float("nan"), 3), "offered_load"),
+    (lambda: th.erlang_c_from_load(3.0, 3), "utilisation"),
+    (lambda: th.erlang_c_from_load(3.0, -1), "servers"),
     (lambda: th.mmc_metrics(-1.0, 1.0, 2), "arrival_rate"),
     (lambda: th.mmc_metrics(0.0, 1.0, 2), "arrival_rate"),
     (lambda: th.mmc_metrics(1.0, 0.0, 2), "service_rate"),
@@ -607,7 +614,7 @@ ROUTE_OK = [[0, 0.5], [0.2, 0]]
     (lambda: th.mmc_metrics(1.0, 1.0, False), "servers"),
     (lambda: th.mmc_metrics(2.0, 1.0, 2), "utilisation"),
     (lambda: th.mmc_metrics(5.0, 1.0, 2), r"utilisation .* = 2.5"),
-    (lambda: th.mmc_prob_wait_exceeds(1.0, 1.0, 2, -1.0), "t must"),
+    (lambda: th.mmc_prob_wait_exceeds(1.0, 1.0, 2, -1.0), "wait_within must"),
     (lambda: th.mmc_wait_quantile(1.0, 1.0, 2, 1.0), "q must"),
     (lambda: th.mmc_wait_quantile(1.0, 1.0, 2, 0.0), "q must"),
     (lambda: th.mmc_response_quantile(1.0, 1.0, 2, 1.5), "q must"),
@@ -618,20 +625,28 @@ ROUTE_OK = [[0, 0.5], [0.2, 0]]
     (lambda: th.servers_for_wait_probability(-1.0, 1.0, 0.2), "arrival_rate"),
     (lambda: th.servers_for_mean_wait(1.0, 1.0, 0.0), "target_wait"),
     (lambda: th.servers_for_mean_wait(1.0, -2.0, 1.0), "service_rate"),
-    (lambda: th.servers_for_wait_exceeding(1.0, 1.0, -1.0, 0.1), "t must"),
-    (lambda: th.servers_for_wait_exceeding(1.0, 1.0, 1.0, 1.2), "target_prob"),
+    (lambda: th.servers_for_service_level(1.0, 1.0, -1.0, 0.9), "wait_within must"),
+    (lambda: th.servers_for_service_level(1.0, 1.0, 1.0, 1.2), "fraction"),
+    (lambda: th.servers_for_service_level(1.0, 1.0, 1.0, 1.0), "fraction"),
+    (lambda: th.servers_for_wait_probability_from_load(0.0, 0.2), "offered_load"),
+    (lambda: th.erlang_c(2.0, 1.0, 2), "utilisation"),
+    (lambda: th.erlang_b(1.0, 0.0, 2), "service_rate"),
+    (lambda: th.erlang_c_from_load(1e12, 10**13), "MAX_OFFERED_LOAD"),
+    (lambda: th.servers_for_wait_probability(1e12, 1.0, 0.05), "MAX_OFFERED_LOAD"),
+    (lambda: th.mmc_metrics(1e12, 1.0, 10**13), "MAX_OFFERED_LOAD"),
+    (lambda: th.mmc_metrics(1.0, 2.0, 1, quantiles=[1.5]), "quantiles"),
     (lambda: th.square_root_staffing(0.0, 1.0), "offered_load"),
     (lambda: th.square_root_staffing(10.0, -1.0), "beta"),
     (lambda: th.halfin_whitt_beta(0.0), "p_wait"),
     (lambda: th.halfin_whitt_beta(1.0), "p_wait"),
     (lambda: th.halfin_whitt_alpha(0.0), "beta"),
-    (lambda: th.mg1_mean_wait(1.0, 1.0, 0.5), "utilisation"),
-    (lambda: th.mg1_mean_wait(1.0, 0.5, -0.5), "service_scv"),
-    (lambda: th.mg1_mean_wait(1.0, -0.5, 0.5), "mean_service"),
-    (lambda: th.mg1_metrics(0.0, 0.5, 1.0), "arrival_rate"),
-    (lambda: th.kingman_wait(1.0, 1.0, 1.0, 1.0), "utilisation"),
-    (lambda: th.kingman_wait(0.5, 1.0, -1.0, 1.0), "arrival_scv"),
-    (lambda: th.kingman_wait(0.5, 1.0, 1.0, -1.0), "service_scv"),
+    (lambda: th.mg1_mean_wait(1.0, 1 / 1.0, service_scv=0.5), "utilisation"),
+    (lambda: th.mg1_mean_wait(1.0, 1 / 0.5, service_scv=-0.5), "service_scv"),
+    (lambda: th.mg1_mean_wait(1.0, -2.0, service_scv=0.5), "service_rate"),
+    (lambda: th.mg1_metrics(0.0, 1 / 0.5, service_scv=1.0), "arrival_rate"),
+    (lambda: th.kingman_wait(1.0, 1.0, arrival_scv=1.0, service_scv=1.0), "utilisation"),
+    (lambda: th.kingman_wait(0.5, 1.0, arrival_scv=-1.0, service_scv=1.0), "arrival_scv"),
+    (lambda: th.kingman_wait(0.5, 1.0, arrival_scv=1.0, service_scv=-1.0), "service_scv"),
     (lambda: th.mm1_priority_waits([0.5, 0.6], 1.0), "utilisation"),
     (lambda: th.mm1_priority_waits([0.5, -0.1], 1.0), r"arrival_rates\[1\]"),
     (lambda: th.mm1_priority_waits([0.5, 0.1], [1.0, 1.0, 1.0]), "service_rate"),
@@ -655,12 +670,13 @@ ROUTE_OK = [[0, 0.5], [0.2, 0]]
     (lambda: th.jackson_network([1.0, 4.0], [5.0, 4.0], 1, ROUTE_OK, names=["web", "db"]),
      r"utilisation of node 'db'"),
     (lambda: th.jackson_totals([1.0, 1.0], 0.0, 1, ROUTE_OK), "service_rates"),
-    (lambda: th.littles_law(L=1.0), "exactly two"),
-    (lambda: th.littles_law(L=1.0, arrival_rate=1.0, W=1.0), "exactly two"),
-    (lambda: th.littles_law(L=-1.0, W=1.0), "L must"),
-    (lambda: th.littles_law(L=1.0, W=0.0), "W must"),
-    (lambda: th.littles_law(L=1.0, arrival_rate=0.0), "arrival_rate"),
-    (lambda: th.littles_law(arrival_rate=-1.0, W=1.0), "arrival_rate"),
+    (lambda: th.littles_law(mean_in_system=1.0), "exactly two"),
+    (lambda: th.littles_law(mean_in_system=1.0, arrival_rate=1.0, mean_response=1.0),
+     "exactly two"),
+    (lambda: th.littles_law(mean_in_system=-1.0, mean_response=1.0), "mean_in_system must"),
+    (lambda: th.littles_law(mean_in_system=1.0, mean_response=0.0), "mean_response must"),
+    (lambda: th.littles_law(mean_in_system=1.0, arrival_rate=0.0), "arrival_rate"),
+    (lambda: th.littles_law(arrival_rate=-1.0, mean_response=1.0), "arrival_rate"),
     (lambda: th.fanout_prob_slow(0, 0.1), "n must"),
     (lambda: th.fanout_prob_slow(10, 1.5), "p must"),
     (lambda: th.fanout_prob_slow(10, -0.1), "p must"),
@@ -674,13 +690,13 @@ ROUTE_OK = [[0, 0.5], [0.2, 0]]
     (lambda: th.fanout_max_mean_exponential(0, 1.0), "n must"),
     (lambda: th.kth_fastest_quantile(stats.expon(), 3, 4, 0.5), "k must"),
     (lambda: th.kth_fastest_quantile(stats.expon(), 3, 2, 0.0), "q must"),
-    (lambda: th.supermarket_tail(1.0, 2, 1), "utilisation"),
-    (lambda: th.supermarket_tail(0.5, 0, 1), "d must"),
-    (lambda: th.supermarket_tail(0.5, 2, -1), "k must"),
-    (lambda: th.supermarket_mean_response(0.5, 2, service_rate=0.0), "service_rate"),
-    (lambda: th.supermarket_mean_response(-0.5, 2), "arrival_rate"),
+    (lambda: th.supermarket_tail(1.0, 1.0, 2, 1), "utilisation"),
+    (lambda: th.supermarket_tail(0.5, 1.0, 0, 1), "d must"),
+    (lambda: th.supermarket_tail(0.5, 1.0, 2, -1), "k must"),
+    (lambda: th.supermarket_mean_response(0.5, 0.0, 2), "service_rate"),
+    (lambda: th.supermarket_mean_response(-0.5, 1.0, 2), "arrival_rate_per_queue"),
     (lambda: th.usl_throughput(0, 1.0, 0.1, 0.1), "n"),
-    (lambda: th.usl_throughput(2, 0.0, 0.1, 0.1), "lam"),
+    (lambda: th.usl_throughput(2, 0.0, 0.1, 0.1), "gamma"),
     (lambda: th.usl_throughput(2, 1.0, -0.1, 0.1), "sigma"),
     (lambda: th.usl_throughput(2, 1.0, 0.1, -0.1), "kappa"),
     (lambda: th.fit_usl([1, 2], [1.0, 1.9]), "at least 3"),
@@ -698,6 +714,101 @@ def test_invalid_input_raises_value_error_naming_argument(call, match):
 
 def test_accepted_integer_types():
     # numpy integers and integral floats are servers; bools are not (tested above).
-    assert th.erlang_b(np.int64(10), 5.0) == th.erlang_b(10, 5.0)
-    assert th.erlang_b(10.0, np.float32(5.0)) == pytest.approx(th.erlang_b(10, 5.0))
+    assert th.erlang_b_from_load(5.0, np.int64(10)) == th.erlang_b_from_load(5.0, 10)
+    assert th.erlang_b_from_load(np.float32(5.0), 10.0) == pytest.approx(
+        th.erlang_b_from_load(5.0, 10))
     assert th.mmc_metrics(np.float64(1.0), 2, np.int32(1))["utilisation"] == pytest.approx(0.5)
+
+
+# ------------------------------------------------------------------------------------------
+# One vocabulary (issue 9): argument order, offered-load variants, shared metric names
+# ------------------------------------------------------------------------------------------
+
+def test_rate_and_load_forms_agree_and_old_order_fails_loudly():
+    # erlang_b/erlang_c take (arrival_rate, service_rate, servers) like mmc_metrics.
+    assert th.erlang_c(9.0, 5.0, 4) == pytest.approx(float(erlang_c_exact(4, Fraction(9, 5))),
+                                                      rel=1e-12)
+    assert th.erlang_c(9.0, 5.0, 4) == th.erlang_c_from_load(9.0 / 5.0, 4)
+    assert th.erlang_c(9.0, 5.0, 4) == th.mmc_metrics(9.0, 5.0, 4)["p_wait"]
+    assert th.erlang_b(10.0, 2.0, 10) == th.erlang_b_from_load(5.0, 10)
+    with pytest.raises(TypeError):
+        th.erlang_c(10, 5.0)          # the old (servers, offered_load) call is an error now
+    with pytest.raises(TypeError):
+        th.mg1_mean_wait(8.0, 0.1, 1.0)        # scv is a keyword: an old (mean_service) call fails
+    with pytest.raises(TypeError):
+        th.supermarket_mean_response(0.8, 2)   # (arrival_rate_per_queue, service_rate, d)
+
+
+def test_staffing_by_service_level_and_by_offered_load():
+    lam, mu = 100.0, 1.0
+    for t, fraction in [(0.0, 0.8), (0.05, 0.8), (0.2, 0.95), (1.0, 0.99)]:
+        c = th.servers_for_service_level(lam, mu, t, fraction)
+        # independent: the service level from the exact Erlang C definition
+        def level(k):
+            return 1 - float(erlang_c_exact(k, Fraction(100))) * math.exp(-(k * mu - lam) * t)
+        assert level(c) >= fraction and level(c - 1) < fraction
+    # wait_within = 0: "fraction served at once" is P(wait) <= 1 - fraction
+    assert (th.servers_for_service_level(lam, mu, 0.0, 0.8)
+            == th.servers_for_wait_probability(lam, mu, 0.2))
+    for a in (0.3, 1.8, 100.0, 2500.0):
+        assert (th.servers_for_wait_probability_from_load(a, 0.1)
+                == th.servers_for_wait_probability(a * 3.0, 3.0, 0.1))
+
+
+def test_mmc_metrics_use_the_simulation_metric_names_and_quantiles():
+    m = th.mmc_metrics(24.0, 10.0, 3)
+    assert {"utilisation", "p_wait", "mean_wait", "mean_response", "mean_queue_length",
+            "mean_in_system", "p50_response", "p95_response", "p99_response"} <= set(m)
+    for q in th.RESPONSE_QUANTILES:
+        assert m[th.quantile_name(q)] == th.mmc_response_quantile(24.0, 10.0, 3, q)
+    assert th.quantile_name(0.999) == "p99.9_response"
+    m2 = th.mmc_metrics(24.0, 10.0, 3, quantiles=[0.9])
+    assert "p90_response" in m2 and "p99_response" not in m2
+
+
+def test_usl_fit_reports_gamma_and_the_scalability_limit():
+    fit = th.fit_usl([1, 2, 4, 6, 8, 10], [1.0, 1.8868, 3.0769, 3.5294, 3.5398, 3.3557])
+    assert not hasattr(fit, "lam")
+    assert fit.contention_ceiling == pytest.approx(fit.gamma / fit.sigma)
+    grid = np.linspace(1, 200, 20000)
+    assert fit.throughput(grid).max() <= fit.peak_throughput * (1 + 1e-9)
+    assert fit.peak_throughput < fit.contention_ceiling
+
+
+# ------------------------------------------------------------------------------------------
+# Absurd sizes answer fast (issue 8.5): bounded by the algorithm's step count, not wall time
+# ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("a, c", [(5.0, 10**10), (1e10, 10**10 + 50_000), (1e10, 10**10 - 10**6),
+                                  (1e6, 10**12), (3.0, 10**15)])
+def test_erlang_recursion_steps_are_bounded_whatever_the_servers(a, c):
+    b, steps = th._erlang_b_steps(a, c)
+    assert steps <= th._burn_in(a) + 1          # O(sqrt(load)) steps, not O(servers)
+    assert 0.0 <= b <= 1.0
+    if c > a:
+        assert 0.0 <= th.erlang_c_from_load(a, c) <= 1.0
+
+
+def test_erlang_huge_values_are_accurate():
+    # Started from the Poisson hazard below c, the contraction reproduces the full recursion.
+    for a, c in [(4_000.0, 5_000), (9_000.0, 9_100), (20_000.0, 19_000)]:
+        b, steps = th._erlang_b_steps(a, c)
+        assert steps < c                                    # really started below c
+        exact = stats.poisson.pmf(c, a) / stats.poisson.cdf(c, a)
+        assert b == pytest.approx(exact, rel=1e-9)
+    # Halfin-Whitt: C(R + beta sqrt(R)) -> alpha(beta) as R -> infinity (error O(1/sqrt(R))).
+    r = 1e10
+    c = int(r + 1.0 * math.sqrt(r))
+    assert th.erlang_c_from_load(r, c) == pytest.approx(th.halfin_whitt_alpha(1.0), abs=1e-4)
+    assert th.erlang_c(5.0, 1.0, 10**10) == 0.0
+    assert th.erlang_b(1.0, 1.0, 10**12) == 0.0
+
+
+def test_staffing_huge_loads_is_step_bounded_and_matches_halfin_whitt():
+    a = 1e10
+    target = 0.05
+    c, steps = th._staff_steps(a, lambda k, b: th._c_from_b(b, a, k) <= target)
+    beta = th.halfin_whitt_beta(target)
+    assert abs(c - (a + beta * math.sqrt(a))) <= 0.01 * math.sqrt(a)
+    assert steps <= th._burn_in(a) + 2 * beta * math.sqrt(a) + 10
+    assert th.servers_for_wait_probability(a, 1.0, target) == c

@@ -12,12 +12,13 @@ import pytest
 from analysis import theory
 from analysis.topology import (
     Arrivals, CustomerClass, Deterministic, Empirical, Exponential, Gamma, HyperExponential,
-    Lognormal, Pool, RateSchedule, Retry, Service, ServiceGraph, Uniform, _PoolState,
+    Lognormal, Mixture, Pool, RateSchedule, Retry, Service, ServiceGraph, Uniform, _PoolState,
+    two_point,
 )
 
 
 def svc(name, rate=10.0, servers=1, **kw):
-    return Service(name, servers, Exponential(rate), **kw)
+    return Service(name, servers, Exponential(rate=rate), **kw)
 
 
 def shop(**kw):
@@ -44,9 +45,10 @@ def _samples(spec, n=40_000, seed=11):
 
 
 @pytest.mark.parametrize("spec", [
-    Exponential(4.0), Gamma(0.5, 0.25), Gamma(0.2, 3.0), Uniform(0.1, 0.3),
-    HyperExponential(0.25, 5.0), Lognormal(0.1, 0.5), Deterministic(0.7),
-    Empirical([0.1, 0.2, 0.6]),
+    Exponential(rate=4.0), Gamma(0.5, scv=0.25), Gamma(0.2, scv=3.0), Uniform(low=0.1, high=0.3),
+    HyperExponential(0.25, scv=5.0), Lognormal(0.1, scv=0.5), Deterministic(0.7),
+    Empirical([0.1, 0.2, 0.6]), Mixture([Exponential(rate=10.0), Deterministic(0.5)], [0.8, 0.2]),
+    two_point(0.1, 0.3, p_high=0.25), Mixture([Gamma(0.2, scv=0.5), Lognormal(1.0, scv=0.3)]),
 ])
 def test_spec_mean_and_scv_match_samples(spec):
     x = _samples(spec)
@@ -58,24 +60,41 @@ def test_spec_mean_and_scv_match_samples(spec):
 
 
 def test_spec_scipy_equivalents():
-    for spec in (Exponential(3.0), Gamma(2.0, 0.5), Lognormal(1.5, 2.0), Uniform(1.0, 3.0)):
+    for spec in (Exponential(rate=3.0), Gamma(2.0, scv=0.5), Lognormal(1.5, scv=2.0),
+                 Uniform(low=1.0, high=3.0)):
         d = spec.scipy()
         assert d.mean() == pytest.approx(spec.mean, rel=1e-9)
         assert d.var() / d.mean() ** 2 == pytest.approx(spec.scv, rel=1e-9)
 
 
 @pytest.mark.parametrize("make, culprit", [
-    (lambda: Exponential(0.0), "Exponential rate"),
-    (lambda: Exponential(-2.0), "Exponential rate"),
-    (lambda: Exponential(float("nan")), "Exponential rate"),
-    (lambda: Exponential("fast"), "Exponential rate"),
-    (lambda: Deterministic(-1.0), "Deterministic value"),
-    (lambda: Uniform(2.0, 1.0), "Uniform high"),
-    (lambda: Uniform(-1.0, 1.0), "Uniform low"),
-    (lambda: Gamma(1.0, 0.0), "Gamma scv"),
+    (lambda: Exponential(rate=0.0), "Exponential rate"),
+    (lambda: Exponential(rate=-2.0), "Exponential rate"),
+    (lambda: Exponential(rate=float("nan")), "Exponential rate"),
+    (lambda: Exponential(rate="fast"), "Exponential rate"),
+    (lambda: Deterministic(-1.0), "Deterministic mean"),
+    (lambda: Exponential(0.0), "Exponential mean"),
+    (lambda: Exponential(), "exactly one of mean, rate"),
+    (lambda: Exponential(0.5, rate=2.0), "exactly one of mean, rate"),
+    (lambda: Uniform(1.0), "Uniform: give mean with scv"),
+    (lambda: Uniform(1.0, scv=0.5), "Uniform scv must be <= 1/3"),
+    (lambda: Gamma(1.0, scv=0.5, shape=2.0), "scv or shape"),
+    (lambda: Gamma(shape=2.0), "shape and rate"),
+    (lambda: Gamma(shape=0.0, rate=1.0), "Gamma shape"),
+    (lambda: Lognormal(1.0, scv=1.0, sigma=1.0), "scv or sigma"),
+    (lambda: Mixture([Exponential(1.0)], [0.5]), "sum to 1"),
+    (lambda: Mixture([Exponential(1.0), 2.0], [0.5]), "2 components"),
+    (lambda: Mixture([Exponential(1.0), "slow"], [0.5, 0.5]), r"components\[1\]"),
+    (lambda: Mixture([Exponential(1.0), 1.0], [0.5, -0.5]), r"weights\[1\]"),
+    (lambda: Mixture(Exponential(1.0)), "sequence"),
+    (lambda: Mixture([]), "at least one"),
+    (lambda: two_point(0.01, 1.0, 1.5), "p_high"),
+    (lambda: Uniform(low=2.0, high=1.0), "Uniform high"),
+    (lambda: Uniform(low=-1.0, high=1.0), "Uniform low"),
+    (lambda: Gamma(1.0, scv=0.0), "Gamma scv"),
     (lambda: Gamma(-1.0), "Gamma mean"),
-    (lambda: Lognormal(0.0, 1.0), "Lognormal mean"),
-    (lambda: HyperExponential(1.0, 0.5), "HyperExponential scv"),
+    (lambda: Lognormal(0.0, scv=1.0), "Lognormal mean"),
+    (lambda: HyperExponential(1.0, scv=0.5), "HyperExponential scv"),
     (lambda: Empirical([]), "Empirical values"),
     (lambda: Empirical([0.1, -0.2]), "Empirical values"),
     (lambda: Empirical([0.0, 0.0]), "Empirical values"),
@@ -107,7 +126,7 @@ def test_malformed_distributions_are_named(make, culprit):
     (dict(retry=3), "service 'api': retry must be a Retry"),
 ])
 def test_bad_service_inputs(kwargs, match):
-    base = dict(name="api", servers=1, service_time=Exponential(10.0))
+    base = dict(name="api", servers=1, service_time=Exponential(rate=10.0))
     base.update(kwargs)
     with pytest.raises(ValueError, match=match):
         Service(**base)
@@ -180,7 +199,7 @@ def test_pool_validation():
     (dict(rate=0.0), "rate must be > 0"),
     (dict(rate=-5.0), "rate must be > 0"),
     (dict(rate=None), "exactly one of rate"),
-    (dict(rate=1.0, interarrival=Exponential(1.0)), "exactly one of rate"),
+    (dict(rate=1.0, interarrival=Exponential(rate=1.0)), "exactly one of rate"),
     (dict(rate=None, interarrival=Deterministic(0.0)), "interarrival mean must be > 0"),
 ])
 def test_bad_arrivals(kwargs, match):
@@ -190,7 +209,7 @@ def test_bad_arrivals(kwargs, match):
 
 def test_classes_and_per_class_service_times():
     g = ServiceGraph(
-        [Service("api", 1, {"gold": Exponential(20.0), "bronze": Exponential(10.0)})],
+        [Service("api", 1, {"gold": Exponential(rate=20.0), "bronze": Exponential(rate=10.0)})],
         [Arrivals("api", rate=3.0, customer_class="gold"),
          Arrivals("api", rate=4.0, customer_class="bronze")],
         classes={"gold": 0, "bronze": 5})
@@ -198,7 +217,7 @@ def test_classes_and_per_class_service_times():
     assert t.loc["api", "utilisation"] == pytest.approx(3 / 20 + 4 / 10)
     with pytest.raises(ValueError,
                        match=r"service 'api': no service_time for class\(es\) \['bronze'\]"):
-        ServiceGraph([Service("api", 1, {"gold": Exponential(20.0)})],
+        ServiceGraph([Service("api", 1, {"gold": Exponential(rate=20.0)})],
                      [Arrivals("api", rate=3.0, customer_class="gold"),
                       Arrivals("api", rate=4.0, customer_class="bronze")])
     with pytest.raises(ValueError, match="two arrival streams for class 'gold'"):
@@ -237,7 +256,7 @@ def test_overload_error_names_the_service_with_numbers():
 
 
 def test_pool_splits_in_traffic_equations():
-    members = [Service("big", 4, Exponential(1.0)), Service("small", 1, Exponential(1.0))]
+    members = [Service("big", 4, Exponential(rate=1.0)), Service("small", 1, Exponential(rate=1.0))]
     for policy, expected in (("random", [0.5, 0.5]), ("round_robin", [0.5, 0.5]),
                              ("capacity_weighted", [0.8, 0.2]), ("jsq", [0.8, 0.2])):
         g = ServiceGraph(members, [Arrivals("pool", rate=2.0)],
@@ -249,7 +268,7 @@ def test_pool_splits_in_traffic_equations():
 
 
 def test_schedule_mean_servers_and_capacity():
-    s = Service("api", 1, Exponential(2.0), schedule=[(1, 100.0), (3, 200.0), (2, 400.0)])
+    s = Service("api", 1, Exponential(rate=2.0), schedule=[(1, 100.0), (3, 200.0), (2, 400.0)])
     assert s.mean_servers == pytest.approx((100 + 300 + 400) / 400)
     g = ServiceGraph([s], {"api": 3.0})
     assert g.traffic().loc["api", "utilisation"] == pytest.approx(3.0 / (2.0 * 2.0))
@@ -344,7 +363,7 @@ def test_balancer_choices():
 def test_compiled_network_runs_in_plain_ciw():
     g = shop(services=[svc("frontend", 100.0, 2), svc("catalog", 80.0),
                        svc("checkout", 50.0, queue_capacity=5,
-                           retry=Retry(1, backoff=Exponential(10.0))),
+                           retry=Retry(1, backoff=Exponential(rate=10.0))),
                        svc("payments", 40.0, timeout=0.5)])
     model = g.compile()
     assert model.node_names == ["frontend", "catalog", "checkout", "payments", None]
@@ -364,10 +383,12 @@ def test_selective_node_updates_follow_ciw_full_updates_exactly():
     class FullUpdates(_KitSimulation):
         event_and_return_nextnode = ciw.Simulation.event_and_return_nextnode
 
-    members = [Service(f"w{i}", 1, Exponential(1.2), queue_capacity=4, timeout=Exponential(0.5),
-                       retry=Retry(2, backoff=Exponential(2.0), multiplier=2.0)) for i in range(3)]
+    members = [Service(f"w{i}", 1, Exponential(rate=1.2), queue_capacity=4,
+                       timeout=Exponential(rate=0.5),
+                       retry=Retry(2, backoff=Exponential(rate=2.0),
+                                   multiplier=2.0)) for i in range(3)]
     g = ServiceGraph(
-        members + [Service("db", 2, Gamma(0.3, 0.5), schedule=[(1, 20.0), (3, 50.0)]),
+        members + [Service("db", 2, Gamma(0.3, scv=0.5), schedule=[(1, 20.0), (3, 50.0)]),
                    Service("cache", math.inf, Deterministic(0.05))],
         [Arrivals("web", rate=RateSchedule((0.0, 30.0), (1.5, 3.5), period=60.0),
                   customer_class="gold"),
@@ -386,3 +407,98 @@ def test_selective_node_updates_follow_ciw_full_updates_exactly():
     kinds = {r[2] for r in runs[0]}
     assert {"service", "renege", "rejection", "interrupted service"} <= kinds
     assert runs[0] == runs[1] and len(runs[0]) > 1000
+
+
+# ----------------------------------------------------------------------------------------------
+# one parameterisation story (issue 9): built from the mean, numpy sampling, Mixture
+# ----------------------------------------------------------------------------------------------
+
+ALL_SPECS = [
+    Exponential(0.25), Gamma(0.5, scv=0.25), Gamma(shape=3.0, rate=6.0), Uniform(0.2, scv=0.1),
+    Uniform(low=0.1, high=0.3), HyperExponential(0.25, scv=5.0), Lognormal(0.1, scv=0.5),
+    Lognormal(0.1, sigma=0.8), Deterministic(0.7), Empirical([0.1, 0.2, 0.6]),
+    Mixture([Exponential(rate=10.0), Deterministic(0.5)], [0.8, 0.2]), two_point(0.01, 1.0, 0.01),
+]
+
+
+def test_every_spec_is_built_from_its_mean():
+    # the one positional argument is the mean in seconds; other parameters are keywords
+    assert Exponential(0.25) == Exponential(rate=4.0) and Exponential(0.25).mean == 0.25
+    assert Gamma(0.5, shape=4.0) == Gamma(0.5, scv=0.25)
+    assert Gamma(shape=3.0, rate=6.0).mean == pytest.approx(0.5)
+    assert Gamma(shape=3.0, rate=6.0).scv == pytest.approx(1 / 3)
+    assert Lognormal(0.1, sigma=0.8).scv == pytest.approx(math.expm1(0.64))
+    u = Uniform(0.2, scv=0.1)
+    assert (u.mean, u.scv) == (pytest.approx(0.2), pytest.approx(0.1))
+    for spec in ALL_SPECS:
+        assert spec.mean > 0 and spec.scv >= 0
+    with pytest.raises(TypeError):
+        Gamma(0.5, 0.25)            # the old positional scv is an error, not a silent change
+    with pytest.raises(TypeError):
+        Uniform(0.1, 0.3)           # the old (low, high) form must be spelled low=, high=
+
+
+@pytest.mark.parametrize("spec", ALL_SPECS, ids=lambda s: type(s).__name__)
+def test_numpy_sampling_is_vectorised_reproducible_and_right(spec):
+    x = spec.sample(np.random.default_rng(5), 200_000)
+    assert x.shape == (200_000,) and x.dtype == float and (x >= 0).all()
+    assert np.array_equal(x, spec.sample(np.random.default_rng(5), 200_000))
+    se = x.std() / math.sqrt(x.size)
+    assert abs(x.mean() - spec.mean) <= 5 * se + 1e-12
+    assert x.var() / x.mean() ** 2 == pytest.approx(spec.scv, rel=0.1, abs=1e-9)
+    assert spec.sample(np.random.default_rng(1), 0).shape == (0,)
+    # the cdf agrees with the sample (Kolmogorov distance), ppf inverts it
+    grid = np.quantile(x, [0.1, 0.5, 0.9])
+    assert np.abs(spec.cdf(grid) - [np.mean(x <= g) for g in grid]).max() < 0.01
+    for q in (0.1, 0.5, 0.9, 0.99):
+        v = float(spec.ppf(q))
+        assert float(spec.cdf(v)) >= q - 1e-9
+        assert float(spec.cdf(v * (1 - 1e-6))) < q + 1e-9 or v == 0
+
+
+def test_sample_checks_its_arguments():
+    with pytest.raises(ValueError, match="numpy.random.Generator"):
+        Exponential(1.0).sample(np.random.RandomState(1), 3)
+    with pytest.raises(ValueError, match="size"):
+        Exponential(1.0).sample(np.random.default_rng(1), -1)
+
+
+def test_mixture_moments_and_two_point_by_hand():
+    m = Mixture([Exponential(1.0), Deterministic(2.0)], [0.3, 0.7])
+    assert m.mean == pytest.approx(0.3 * 1 + 0.7 * 2)
+    second = 0.3 * 2.0 + 0.7 * 4.0                      # E[X^2]: 2/rate^2 and 2^2
+    assert m.scv == pytest.approx(second / m.mean**2 - 1)
+    # cdf: 0.3 (1 - e^-x) below 2, plus the 0.7 atom at 2
+    assert m.cdf(1.0) == pytest.approx(0.3 * (1 - math.exp(-1)))
+    assert m.cdf(2.0) == pytest.approx(0.3 * (1 - math.exp(-2)) + 0.7)
+    assert m.ppf(0.5) == 2.0                            # the atom, exactly
+    slow = two_point(0.01, 1.0, p_high=1e-4)            # 1 in 10,000 takes 1 s
+    assert slow.mean == pytest.approx(0.9999 * 0.01 + 1e-4)
+    assert slow.sf(0.5) == pytest.approx(1e-4) and slow.isf(1e-4 / 2) == 1.0
+    assert Mixture([Exponential(1.0), 1.0]).weights == (0.5, 0.5)
+
+
+def test_mixture_order_statistics_closed_forms():
+    # max of n two-point leaves: P(max <= fast) = (1 - p)^n exactly
+    n, p = 100, 1e-3
+    leaf = two_point(0.01, 1.0, p_high=p)
+    edge = (1 - p) ** n                                  # about 0.905
+    assert theory.fanout_max_quantile(leaf, n, edge - 0.01) == 0.01
+    assert theory.fanout_max_quantile(leaf, n, edge + 0.01) == 1.0
+    # a continuous mixture: the quantile inverts the order-statistic cdf
+    mix = Mixture([Exponential(0.01), Exponential(1.0)], [0.99, 0.01])
+    for k, q in [(100, 0.99), (100, 0.5), (90, 0.9), (1, 0.5)]:
+        x = theory.kth_fastest_quantile(mix, 100, k, q)
+        assert theory.order_statistic_cdf(float(mix.cdf(x)), 100, k) == pytest.approx(q, rel=1e-7)
+    # a one-component mixture is its component, far in the tail too
+    single = Mixture([Lognormal(0.01, scv=1.0)], [1.0])
+    assert single.isf(1e-9) == pytest.approx(Lognormal(0.01, scv=1.0).isf(1e-9), rel=1e-12)
+
+
+def test_mixture_runs_in_ciw_with_the_right_moments():
+    spec = Mixture([Exponential(rate=10.0), Deterministic(0.5)], [0.8, 0.2])
+    svc_ = Service("api", 1, spec)
+    assert svc_.service_time == spec
+    x = _samples(spec, n=60_000, seed=3)
+    assert x.mean() == pytest.approx(spec.mean, rel=0.02)
+    assert np.mean(x == 0.5) == pytest.approx(0.2, abs=0.01)

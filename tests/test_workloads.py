@@ -409,3 +409,60 @@ def test_demand_rejects_a_tampered_synthetic_default(no_real_data, tmp_path, mon
     monkeypatch.setattr(paths, "DATA_SYNTHETIC", folder)
     with pytest.raises(ValueError, match="sha256 mismatch"):
         workloads.demand()
+
+
+# ------------------------------------------------------------------------------ named data locations
+# When the user names a data location (data_dir or KIT_DATA_DIR) and the dataset is not there, demand()
+# raises an error naming the expected file instead of returning the synthetic default.
+API_REL = datasets.get("ecommerce-api-rps").relpath
+
+
+def _demand_error(data_dir, exc=FileNotFoundError) -> str:
+    with pytest.raises(exc) as info:
+        workloads.demand("ecommerce-api-rps", data_dir, **REGULAR_GRID)
+    return str(info.value)
+
+
+def test_demand_in_an_empty_named_folder_is_an_error(no_real_data, tmp_path):
+    msg = _demand_error(tmp_path)
+    assert str(tmp_path / API_REL) in msg and "data_dir=" in msg
+
+
+def test_demand_with_the_file_one_level_too_deep_is_an_error(no_real_data, tmp_path):
+    deep = tmp_path / "copy" / API_REL
+    deep.parent.mkdir(parents=True)
+    shutil.copy(paths.DATA_SYNTHETIC / workloads.SYNTHETIC_FILE, deep)
+    msg = _demand_error(tmp_path)
+    assert str(tmp_path / API_REL) in msg and str(deep) in msg
+
+
+def test_demand_where_the_csv_is_a_directory_is_an_error(no_real_data, tmp_path):
+    (tmp_path / API_REL).mkdir(parents=True)
+    msg = _demand_error(tmp_path, ValueError)
+    assert f"{tmp_path / API_REL} is a directory" in msg
+
+
+def test_demand_in_etc_is_an_error(no_real_data):
+    assert f"/etc/{API_REL}" in _demand_error("/etc")
+
+
+def test_demand_with_kit_data_dir_lacking_the_file_is_an_error(no_real_data, tmp_path, monkeypatch):
+    monkeypatch.setenv(paths.DATA_ENV_VAR, str(tmp_path))
+    msg = _demand_error("")
+    assert paths.DATA_ENV_VAR in msg and str(tmp_path / API_REL) in msg
+
+
+def test_nab_labels_missing_from_a_named_folder_is_an_error(no_real_data, tmp_path):
+    with pytest.raises(FileNotFoundError, match="combined_labels.json"):
+        workloads.nab_anomalies("nab-nyc-taxi", tmp_path)
+
+
+def test_synthetic_parameter_messages_show_plain_numbers():
+    with pytest.raises(ValueError, match=r"^base_rps=-20\.0: must be") as info:
+        workloads.synthetic_demand(base_rps=np.float64(-20.0))
+    assert "np." not in str(info.value)
+    with pytest.raises(ValueError, match=r"multiplier=-2\.0") as info:
+        workloads.synthetic_demand(events=[("2017-11-02", np.float64(-2.0), np.int64(3))])
+    assert "np." not in str(info.value)
+    with pytest.raises(ValueError, match=r"^gaps='fill': must be one of"):
+        workloads.load_trace(paths.DATA_SYNTHETIC / workloads.SYNTHETIC_FILE, gaps=np.str_("fill"))
