@@ -572,3 +572,21 @@ def test_synthetic_command_delegates_to_workloads(capsys, monkeypatch, tmp_path)
     fake_module(monkeypatch, "workloads", write_synthetic_defaults=lambda: written)
     assert main(["synthetic"]) == 0
     assert capsys.readouterr().out.splitlines() == [str(p) for p in written]
+
+
+def test_html_export_is_delegated_to_html_report(monkeypatch, tmp_path):
+    calls = []
+    fake_module(monkeypatch, "html_report", export_html=lambda executed, target: calls.append((executed, target)))
+    reproduce.export_html(tmp_path / "01_x.ipynb", tmp_path / "01_x.html")
+    assert calls == [(tmp_path / "01_x.ipynb", tmp_path / "01_x.html")]
+
+
+def test_without_the_publish_module_nothing_is_published_and_the_run_says_so(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "analysis.publish", None)  # import fails as if not merged yet
+    job = reproduce._Job(0, Path("01_x.ipynb"), {}, tmp_path)
+    result = reproduce.NotebookResult("01_x.ipynb", "ok", 1.0, 1, figure_ids=["fig-01-a"])
+    reproduce._publish(job, result)
+    assert result.published == [] and result.kept_back == [
+        ("fig-01-a", "analysis.publish is not available: nothing written to figures/")]
+    assert reproduce.outputs_summary([result]) == [
+        "01_x.ipynb: kept back fig-01-a: analysis.publish is not available: nothing written to figures/"]
