@@ -1,5 +1,5 @@
 # Two commands do everything on a fresh machine with Python >= 3.11.5 and make:
-#   make reproduce   set up .venv, fetch/verify data, execute every notebook, rebuild figures
+#   make reproduce   set up .venv, fetch/verify data, execute every notebook, publish the figures of those that succeeded
 #   make test        set up .venv and run the whole test-suite
 .DEFAULT_GOAL := reproduce
 SHELL := /bin/bash
@@ -18,6 +18,8 @@ export OPENBLAS_NUM_THREADS ?= 1
 export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 ARGS   ?=
+# Notebooks run at once by `reproduce`/`quick` (empty: one per CPU core).
+JOBS   ?=
 PYTEST_ARGS ?=
 
 .PHONY: help setup git-filter reproduce quick test lab data synthetic bench clean lock report
@@ -54,12 +56,12 @@ git-filter: ## register nbstripout as git's notebook filter and the JupyterLab s
 	    echo "notebooks: committed through nbstripout ($(BIN)/python -m nbstripout), saved stripped by JupyterLab"; \
 	else echo "notebooks: not a git checkout, git filter skipped (JupyterLab save hook installed)"; fi
 
-reproduce: $(STAMP) ## fetch/verify data, execute every notebook, rebuild figures/ and build/ (ARGS="--only 05 -p seed 7")
+reproduce: $(STAMP) ## fetch/verify data, run every notebook (JOBS at once), publish figures/ (ARGS="--only 05 -p seed 7": outputs under build/runs/)
 	$(BIN)/python -m analysis data --best-effort
-	$(BIN)/python -m analysis reproduce $(ARGS)
+	$(BIN)/python -m analysis reproduce $(if $(JOBS),--jobs $(JOBS)) $(ARGS)
 
 quick: $(STAMP) ## every notebook in quick mode (outputs under build/quick, committed figures untouched)
-	$(BIN)/python -m analysis reproduce --quick $(ARGS)
+	$(BIN)/python -m analysis reproduce --quick $(if $(JOBS),--jobs $(JOBS)) $(ARGS)
 
 test: $(STAMP) ## run the whole test-suite (theory, simulation, data, notebooks in quick mode)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

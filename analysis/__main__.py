@@ -7,16 +7,19 @@ from collections.abc import Sequence
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m analysis",
         description="Reproduce the cloud-scalability notebooks, fetch their data, regenerate synthetic defaults.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     rep = sub.add_parser(
         "reproduce", help="execute every notebooks/NN_*.ipynb with papermill",
-        description="Execute the notebooks in order (kernel cloud-scalability-kit, working directory "
-                    "notebooks/): executed copies to build/notebooks/, HTML to build/html/, figures to "
-                    "figures/. Exit status: 0 all ok, 1 some notebook failed, 2 bad usage.")
+        description="Execute the notebooks (kernel cloud-scalability-kit, working directory notebooks/), "
+                    "several at once (--jobs). A canonical run (no -p, not --quick) writes executed copies to "
+                    "build/notebooks/, HTML to build/html/, results to build/results/ and publishes the "
+                    "figures of every notebook that succeeded to figures/; --quick writes below build/quick/, "
+                    "-p runs below build/runs/<parameters>/, failed notebooks to <that folder>/failed/. "
+                    "Exit status: 0 all ok, 1 some notebook failed, 2 bad usage, 130 interrupted (Ctrl-C).")
     rep.add_argument("--quick", action="store_true",
                      help="pass quick=True (small sizes) and write every output below build/quick/")
     rep.add_argument("--only", action="append", metavar="PATTERN",
@@ -31,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="directory for executed notebooks and HTML (default: build/)")
     rep.add_argument("--no-html", action="store_true", help="skip the HTML rendering")
     rep.add_argument("--no-progress", action="store_true", help="no progress bar or per-notebook lines")
+    rep.add_argument("-j", "--jobs", type=_positive_int, default=None, metavar="N",
+                     help="notebooks run at once (default: the number of CPU cores)")
     rep.set_defaults(func=_reproduce)
 
     data = sub.add_parser("data", help="download the real datasets into data/external and verify sha256",
@@ -45,6 +50,25 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Regenerate data/synthetic (analysis.workloads.write_synthetic_defaults).")
     syn.set_defaults(func=_synthetic)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: 'error: <what>; see --help' instead of the usage block."""
+
+    def error(self, message: str):
+        if message.startswith("argument -p/--param: expected 2 arguments"):
+            message = "-p needs a NAME and a VALUE, e.g. -p seed 7"
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
 
 
 def _reproduce(args) -> int:

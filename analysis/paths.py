@@ -6,9 +6,12 @@ Lookup order for real data (first hit wins):
 3. ``data/external/`` when ``make data`` has downloaded something into it,
 4. otherwise ``None``: callers fall back to the embedded synthetic default in ``data/synthetic/``.
 
-Outputs: figures go to ``figures/`` and results files to ``build/results/`` unless the environment
-variable ``KIT_OUTPUT_DIR`` is set (the test-suite and ``reproduce --quick`` set it), in which case
-both go below that directory, so quick runs never overwrite the committed figures.
+Outputs: a notebook writes its figures to :func:`figures_dir` and its results JSON to :func:`results_dir`,
+both below ``KIT_OUTPUT_DIR`` when that variable is set (``python -m analysis reproduce`` sets it to a fresh
+staging folder per notebook run; the test-suite to a temporary folder), else below ``build/interactive/``
+(JupyterLab, plain papermill). No notebook run writes ``figures/`` (``COMMITTED_FIGURES``) directly: only
+``analysis.publish.publish_notebook`` does, called by the canonical ``make reproduce`` for notebooks that
+succeeded.
 """
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ DATA_EXTERNAL = DATA / "external"
 DATA_SYNTHETIC = DATA / "synthetic"
 BUILD = ROOT / "build"
 COMMITTED_FIGURES = ROOT / "figures"
+#: Outputs of notebook runs outside the runner (JupyterLab, plain papermill): never ``figures/``.
+INTERACTIVE_OUTPUT = BUILD / "interactive"
 
 DATA_ENV_VAR = "KIT_DATA_DIR"
 OUTPUT_ENV_VAR = "KIT_OUTPUT_DIR"
@@ -65,18 +70,23 @@ def data_lookup(data_dir: str | os.PathLike | None = "") -> tuple[Path | None, s
 
 
 def output_root() -> Path | None:
-    """Directory named by ``KIT_OUTPUT_DIR``, or None for the project defaults."""
+    """Directory named by ``KIT_OUTPUT_DIR``, or None when it is not set."""
     env = os.environ.get(OUTPUT_ENV_VAR, "")
     return Path(env).expanduser().resolve() if env else None
 
 
 def figures_dir() -> Path:
-    """Where figures and the figure index are written (``figures/`` unless KIT_OUTPUT_DIR is set)."""
-    out = output_root()
-    return out / "figures" if out else COMMITTED_FIGURES
+    """Where a notebook run writes its figures and figure index (never ``figures/``).
+
+    ``$KIT_OUTPUT_DIR/figures`` when the variable is set, else ``build/interactive/figures``.
+    """
+    return (output_root() or INTERACTIVE_OUTPUT) / "figures"
 
 
 def results_dir() -> Path:
-    """Where each notebook's results JSON is written (``build/results/`` unless KIT_OUTPUT_DIR is set)."""
-    out = output_root()
-    return out / "results" if out else BUILD / "results"
+    """Where a notebook run writes its results JSON.
+
+    ``$KIT_OUTPUT_DIR/results`` when the variable is set, else ``build/interactive/results``; the runner
+    moves the results of canonical runs to ``build/results/``.
+    """
+    return (output_root() or INTERACTIVE_OUTPUT) / "results"

@@ -1,10 +1,13 @@
 """analysis.reproduce and `python -m analysis reproduce`: parameter checks, failures, quick mode, interrupts."""
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -157,10 +160,19 @@ def test_real_notebooks_reject_unknown_parameter():
 
 # ------------------------------------------------------------------------- execution (kernels)
 
+FAIL_AFTER_FIGURE = WRITE_RESULTS_AND_FIGURE + "\nraise ValueError('utilisation must be < 1')\n"
+
+
+def table_of(stdout: str) -> dict[str, list[str]]:
+    rows = [line.split() for line in stdout.splitlines()]
+    start = next(i for i, row in enumerate(rows) if row[:1] == ["notebook"]) + 2
+    return {row[0]: row[1:] for row in rows[start:] if row and row[0].endswith(".ipynb")}
+
+
 @pytest.mark.notebook
 def test_failing_notebook_is_reported_and_the_next_still_runs(capsys, tmp_path, monkeypatch):
-    out = tmp_path / "out"
-    monkeypatch.setenv(paths.OUTPUT_ENV_VAR, str(out))
+    elsewhere = tmp_path / "out"
+    monkeypatch.setenv(paths.OUTPUT_ENV_VAR, str(elsewhere))
     nbdir = tmp_path / "notebooks"
     make_notebook(nbdir / "01_fail.ipynb", "y = 2", "raise ValueError('utilisation must be < 1')", "z = 3")
     make_notebook(nbdir / "02_ok.ipynb", WRITE_RESULTS_AND_FIGURE.format(name="02_ok.ipynb", nn="02"))
@@ -170,18 +182,23 @@ def test_failing_notebook_is_reported_and_the_next_still_runs(capsys, tmp_path, 
     # the failing cell is the 4th of the source notebook (0-based index 3: imports, parameters, y = 2, raise)
     assert "01_fail.ipynb: cell index 3: ValueError: utilisation must be < 1" in err
     assert "02_ok.ipynb" not in err
-    table = {line.split()[0]: line.split()[1:] for line in stdout.splitlines()[2:]}
+    table = table_of(stdout)
     assert table["01_fail.ipynb"][0] == "failed" and table["01_fail.ipynb"][2] == "0"
     assert table["02_ok.ipynb"][0] == "ok" and table["02_ok.ipynb"][2] == "1"
 
+    out = build / "runs" / "rate-4"  # a parametrised run keeps its outputs in a folder named after them
+    assert f"outputs of this run (figures/ untouched): {out}/" in stdout
     results = json.loads((out / "results" / "02_ok.json").read_text())
     assert results["rate"] == 4.0 and results["quick"] is False
     assert Path(results["cwd"]) == nbdir.resolve()
-    for name in ("01_fail", "02_ok"):
-        assert nbformat.read(str(build / "notebooks" / f"{name}.ipynb"), as_version=4).cells
-        assert (build / "html" / f"{name}.html").read_text().lstrip().lower().startswith("<!doctype html")
-    assert sorted(p.name for p in (build / "notebooks").iterdir()) == ["01_fail.ipynb", "02_ok.ipynb"]
+    assert (out / "notebooks" / "02_ok.ipynb").is_file() and (out / "html" / "02_ok.html").is_file()
+    assert (out / "failed" / "01_fail.ipynb").is_file() and (out / "failed" / "01_fail.html").is_file()
+    assert not (out / "notebooks" / "01_fail.ipynb").exists()
+    assert (out / "html" / "02_ok.html").read_text().lstrip().lower().startswith("<!doctype html")
     assert (out / "figures" / "fig-02-line.png").exists()
+    assert set(json.loads((out / "figures" / "index.json").read_text())) == {"fig-02-line"}
+    assert not elsewhere.exists(), "the runner gives every notebook its own KIT_OUTPUT_DIR"
+    assert not (out / ".staging").exists() and not (out / ".lock").exists()
 
 
 @pytest.mark.notebook
@@ -191,40 +208,312 @@ def test_quick_mode_sets_quick_and_keeps_outputs_under_build_quick(tmp_path, mon
     nbdir = tmp_path / "notebooks"
     make_notebook(nbdir / "03_ok.ipynb", WRITE_RESULTS_AND_FIGURE.format(name="03_ok.ipynb", nn="03"))
     build = tmp_path / "build"
-    results = reproduce.run(nbdir, build, quick=True, parameters=[("seed", "7"), ("label", "q")],
-                            progress=False, html=False)
+    results = reproduce.run(nbdir, build, quick=True, progress=False, html=False)
     assert [(r.notebook, r.status, r.figures) for r in results] == [("03_ok.ipynb", "ok", 1)]
     data = json.loads((build / "quick" / "results" / "03_ok.json").read_text())
-    assert data["quick"] is True and data["seed"] == 7 and data["label"] == "q" and data["limit"] is None
-    assert Path(data["output_dir"]) == (build / "quick").resolve()
+    assert data["quick"] is True and data["seed"] == 1 and data["label"] == "base" and data["limit"] is None
+    # the kernel wrote into its staging folder, which is gone once its outputs were moved into place
+    assert Path(data["output_dir"]) == (build / "quick" / ".staging" / "03_ok").resolve()
+    assert not (build / "quick" / ".staging").exists()
     assert (build / "quick" / "figures" / "fig-03-line.svg").exists()
     assert (build / "quick" / "notebooks" / "03_ok.ipynb").exists()
     assert not (build / "notebooks").exists() and not elsewhere.exists()
-    assert os.environ[paths.OUTPUT_ENV_VAR] == str(elsewhere), "KIT_OUTPUT_DIR must be restored"
+    assert os.environ[paths.OUTPUT_ENV_VAR] == str(elsewhere), "KIT_OUTPUT_DIR must be untouched"
 
 
-# ------------------------------------------------------------------------------- interruption
+class FakeReport:
+    def __init__(self, published, kept_back):
+        self.published, self.kept_back = published, kept_back
 
-def test_interrupt_keeps_previous_executed_notebook_and_leaves_no_partial_file(capsys, nbdir, tmp_path,
-                                                                                monkeypatch):
-    import papermill
 
+@pytest.mark.notebook
+def test_canonical_run_publishes_only_notebooks_that_succeeded(capsys, tmp_path, monkeypatch):
+    calls = []
+
+    def publish_notebook(staging, notebook, destination=None):
+        if notebook == "03_corrupt.ipynb":
+            raise ValueError("figures/index.json: not a valid figure index")
+        staging = Path(staging)
+        index = json.loads((staging / "figures" / "index.json").read_text())
+        calls.append((notebook, sorted(p.name for p in (staging / "figures").glob("fig-*")), sorted(index)))
+        return FakeReport(["fig-02-line"], [("fig-02-other", "made from the synthetic default data")])
+
+    fake_module(monkeypatch, "publish", publish_notebook=publish_notebook)
+    nbdir = tmp_path / "notebooks"
+    make_notebook(nbdir / "01_fail.ipynb", FAIL_AFTER_FIGURE.format(name="01_fail.ipynb", nn="01"))
+    make_notebook(nbdir / "02_ok.ipynb", WRITE_RESULTS_AND_FIGURE.format(name="02_ok.ipynb", nn="02"))
+    make_notebook(nbdir / "03_corrupt.ipynb", WRITE_RESULTS_AND_FIGURE.format(name="03_corrupt.ipynb", nn="03"))
     build = tmp_path / "build"
-    previous = build / "notebooks" / "01_first.ipynb"
-    previous.parent.mkdir(parents=True)
-    previous.write_text('{"complete": "previous run"}')
+    code, stdout, err = run_cli(capsys, "--notebooks-dir", nbdir, "--build-dir", build)
+    assert code == 1
+    assert ("03_corrupt.ipynb: outside the cells: publishing its figures failed: ValueError: "
+            "figures/index.json: not a valid figure index") in err
+    # the failing notebook saved a figure before it failed: nothing of it is published
+    assert calls == [("02_ok.ipynb", ["fig-02-line.png", "fig-02-line.svg"], ["fig-02-line"])]
+    assert "02_ok.ipynb: published to figures/: fig-02-line" in stdout
+    assert "02_ok.ipynb: kept back fig-02-other: made from the synthetic default data" in stdout
+    assert "outputs of this run" not in stdout
+    assert sorted(p.name for p in (build / "results").iterdir()) == ["02_ok.json", "03_corrupt.json"]
+    assert not (build / "figures").exists()
+    assert (build / "failed" / "01_fail.ipynb").is_file()
 
-    def interrupted(input_path, output_path, **kwargs):
-        Path(output_path).write_text('{"cells": [ {"truncat')  # papermill writes as cells finish
-        raise KeyboardInterrupt
 
-    monkeypatch.setattr(papermill, "execute_notebook", interrupted)
-    monkeypatch.setattr(reproduce, "check_kernel", lambda name: None)
-    code, _, err = run_cli(capsys, "--notebooks-dir", nbdir, "--build-dir", build)
-    assert code == 130 and "interrupted" in err
-    assert previous.read_text() == '{"complete": "previous run"}'
-    assert sorted(p.name for p in previous.parent.iterdir()) == ["01_first.ipynb"]
-    assert not (build / "html").exists()
+@pytest.mark.notebook
+def test_failed_rerun_keeps_the_last_good_build_and_files_have_normal_modes(capsys, tmp_path, monkeypatch):
+    old_mask = os.umask(0o022)
+    try:
+        nbdir = tmp_path / "notebooks"
+        good = make_notebook(nbdir / "01_x.ipynb", "print('good run')")
+        build = tmp_path / "build"
+        assert [r.status for r in reproduce.run(nbdir, build, quick=True, progress=False)] == ["ok"]
+        out = build / "quick"
+        executed, html = out / "notebooks" / "01_x.ipynb", out / "html" / "01_x.html"
+        good_bytes = executed.read_bytes(), html.read_bytes()
+        for path in (executed, html, out / "results"):
+            if path.is_file():
+                assert path.stat().st_mode & 0o777 == 0o644, path
+
+        make_notebook(good, "raise RuntimeError('broken')")
+        [result] = reproduce.run(nbdir, build, quick=True, progress=False)
+        assert result.status == "failed" and result.executed == out / "failed" / "01_x.ipynb"
+        assert (executed.read_bytes(), html.read_bytes()) == good_bytes, "the last good build stays"
+        assert (out / "failed" / "01_x.html").is_file()
+        assert (out / "failed" / "01_x.ipynb").stat().st_mode & 0o777 == 0o644
+
+        make_notebook(good, "print('fixed')")
+        assert [r.status for r in reproduce.run(nbdir, build, quick=True, progress=False)] == ["ok"]
+        assert sorted(p.name for p in (out / "failed").iterdir()) == [], "a success clears its failure"
+    finally:
+        os.umask(old_mask)
+
+
+@pytest.mark.notebook
+def test_parallel_run_gives_the_same_bytes_and_order_as_a_serial_run(tmp_path):
+    nbdir = tmp_path / "notebooks"
+    # no paths in the results: they would differ between the two build folders
+    slow = WRITE_RESULTS_AND_FIGURE.replace(
+        '"cwd": os.getcwd(), "output_dir": os.environ.get("KIT_OUTPUT_DIR", "")', '"n": 1')
+    make_notebook(nbdir / "01_slow.ipynb", "import time; time.sleep(4)",
+                  slow.format(name="01_slow.ipynb", nn="01"))
+    make_notebook(nbdir / "02_fast.ipynb", slow.format(name="02_fast.ipynb", nn="02"))
+    outputs = {}
+    for jobs in (1, 2):
+        build = tmp_path / f"build-{jobs}"
+        start = time.monotonic()
+        results = reproduce.run(nbdir, build, parameters=[("seed", "5")], progress=False, html=False, jobs=jobs)
+        assert [r.notebook for r in results] == ["01_slow.ipynb", "02_fast.ipynb"]  # notebook order
+        assert [r.status for r in results] == ["ok", "ok"]
+        out = build / "runs" / "seed-5"
+        outputs[jobs] = {str(p.relative_to(out)): p.read_bytes() for sub in ("results", "figures")
+                         for p in sorted((out / sub).iterdir())}
+        outputs[jobs, "seconds"] = time.monotonic() - start
+    assert sorted(outputs[1]) == ["figures/README.md", "figures/fig-01-line.png", "figures/fig-01-line.svg",
+                                  "figures/fig-02-line.png", "figures/fig-02-line.svg", "figures/index.json",
+                                  "results/01_slow.json", "results/02_fast.json"]
+    assert outputs[1] == outputs[2]
+
+
+# ------------------------------------------------------------------------ validation before side effects
+
+VALIDATE = """
+if seed < 0:
+    raise ValueError(f"seed must be >= 0, got {seed}")
+if not 0 < rate <= 100:
+    raise ValueError(f"rate must be in (0, 100] requests/s, got {rate}")
+"""
+
+
+def make_validated_notebook(path: Path, *cells: str) -> Path:
+    nb = nbformat.read(str(make_notebook(path, *cells)), as_version=4)
+    cell = nbformat.v4.new_code_cell(VALIDATE)
+    cell.metadata["tags"] = ["validate"]
+    nb.cells.insert(2, cell)
+    nbformat.write(nb, str(path))
+    return path
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-p", "seed", "-1"], "error: 01_v.ipynb: invalid parameters (ValueError: seed must be >= 0, got -1)"),
+    (["-p", "rate", "500"], "error: 01_v.ipynb: invalid parameters (ValueError: rate must be in (0, 100] "
+                            "requests/s, got 500.0)"),
+])
+def test_validate_cell_rejects_out_of_range_values_before_anything_is_written(capsys, tmp_path, args, message):
+    nbdir = tmp_path / "notebooks"
+    make_validated_notebook(nbdir / "01_v.ipynb", "open('side-effect', 'w').close()")
+    build = tmp_path / "build"
+    figures_before = {p.name: p.stat().st_mtime_ns for p in paths.COMMITTED_FIGURES.iterdir()}
+    code, out, err = run_cli(capsys, "--notebooks-dir", nbdir, "--build-dir", build, *args)
+    assert (code, out) == (2, "")
+    assert err.strip() == message
+    assert not build.exists() and not (nbdir / "side-effect").exists()
+    assert {p.name: p.stat().st_mtime_ns for p in paths.COMMITTED_FIGURES.iterdir()} == figures_before
+
+
+def test_validate_cell_accepts_values_in_range(tmp_path):
+    nb = make_validated_notebook(tmp_path / "01_v.ipynb")
+    reproduce.preflight([nb], {nb: {"seed": 0, "rate": 100.0}})  # no error
+    reproduce.preflight([nb], {nb: {}})  # nothing given: nothing to check
+
+
+def test_validate_cell_that_needs_other_cells_is_named(tmp_path):
+    nb = make_notebook(tmp_path / "01_v.ipynb")
+    raw = json.loads(nb.read_text())
+    raw["cells"].insert(2, {"cell_type": "code", "metadata": {"tags": ["validate"]}, "outputs": [],
+                            "execution_count": None, "source": "if np.isnan(rate):\n    raise ValueError"})
+    nb.write_text(json.dumps(raw))
+    with pytest.raises(reproduce.ParameterError, match=r"^01_v.ipynb: its 'validate' cell must use only the "
+                       r"parameters and its own imports \(NameError: name 'np' is not defined\)"):
+        reproduce.preflight([nb], {nb: {"rate": 1.0}})
+
+
+def test_real_notebooks_reject_a_negative_seed_before_any_output():
+    notebooks = [nb for nb in reproduce.discover(paths.NOTEBOOKS)
+                 if reproduce.tagged_cell(reproduce.read_notebook_json(nb), "validate")[1] is not None]
+    if not notebooks:
+        pytest.skip("no notebook in notebooks/ has a cell tagged 'validate' yet")
+    watched = [paths.COMMITTED_FIGURES, paths.BUILD / "results", paths.BUILD / "notebooks"]
+    before = {d: sorted((p.name, p.stat().st_mtime_ns) for p in d.iterdir()) if d.is_dir() else None
+              for d in watched}
+    for nb in notebooks:
+        done = subprocess.run([sys.executable, "-m", "analysis", "reproduce", "--only", nb.name,
+                               "-p", "seed", "-1"], cwd=paths.ROOT, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(f"error: {nb.name}: invalid parameters") and "seed" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and done.stdout == ""
+    after = {d: sorted((p.name, p.stat().st_mtime_ns) for p in d.iterdir()) if d.is_dir() else None
+             for d in watched}
+    assert after == before
+
+
+def test_parameter_check_reads_json_without_importing_nbformat(nbdir):
+    code = ("import sys, time; t = time.perf_counter(); from analysis import reproduce; "
+            f"reproduce.validate_parameters([__import__('pathlib').Path({str(nbdir / '01_first.ipynb')!r})], "
+            "[('seed', '3')]); print(time.perf_counter() - t, 'nbformat' in sys.modules, "
+            "'jsonschema' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    seconds, nbformat_loaded, jsonschema_loaded = done.stdout.split()
+    assert (nbformat_loaded, jsonschema_loaded) == ("False", "False")
+
+
+# --------------------------------------------------------------------------- locks and leftovers
+
+def test_second_run_on_the_same_output_folder_is_refused(capsys, nbdir, tmp_path):
+    build = tmp_path / "build"
+    with reproduce.OutputLock(build / "quick"):
+        code, out, err = run_cli(capsys, "--notebooks-dir", nbdir, "--build-dir", build, "--quick")
+    assert code == 2 and out == ""
+    assert err.startswith(f"error: another `python -m analysis reproduce` run (pid {os.getpid()}, started ")
+    assert f"is writing to {build / 'quick'}; wait for it to finish or stop it" in err
+    assert len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in (build / "quick").iterdir()) == [], "the lock is released and removed"
+
+
+def test_lock_left_by_a_dead_process_is_taken_over(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / ".lock").write_text(json.dumps({"pid": int(dead.stdout), "started": "yesterday", "argv": []}))
+    with reproduce.OutputLock(folder):
+        assert json.loads((folder / ".lock").read_text())["pid"] == os.getpid()
+    assert not (folder / ".lock").exists()
+
+
+def test_stale_temporaries_of_killed_runs_are_removed(tmp_path):
+    out = tmp_path / "build"
+    stale = [out / ".staging" / "01_x" / "figures" / "fig-01-a.png", out / "notebooks" / ".01_x.k2j3.tmp.ipynb",
+             out / "figures" / ".fig-01-a.svg.abcd.tmp", out / "results" / ".01_x.json.ab12.tmp"]
+    kept = [out / "notebooks" / "01_x.ipynb", out / "figures" / "fig-01-a.svg", out / "results" / "01_x.json"]
+    for path in stale + kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    reproduce.remove_stale_temporaries([out])
+    assert [p for p in stale if p.exists()] == [] and not (out / ".staging").exists()
+    assert all(p.exists() for p in kept)
+
+
+def test_index_is_checked_against_the_figure_files(tmp_path):
+    import hashlib
+
+    good, bad = b"png bytes", b"svg bytes"
+    (tmp_path / "fig-01-a.png").write_bytes(good)
+    (tmp_path / "fig-01-a.svg").write_bytes(b"half-written svg")
+    (tmp_path / "fig-01-orphan.png").write_bytes(b"x")
+    index = {"fig-01-a": {"files": {"png": {"path": "fig-01-a.png", "sha256": hashlib.sha256(good).hexdigest()},
+                                    "svg": {"path": "fig-01-a.svg", "sha256": hashlib.sha256(bad).hexdigest()}}},
+             "fig-01-gone": {"files": {"png": {"path": "fig-01-gone.png", "sha256": "0" * 64}}}}
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    assert reproduce.check_index(tmp_path) == [
+        f"{tmp_path / 'fig-01-a.svg'}: sha256 differs from index.json (a run killed while saving?)",
+        f"{tmp_path / 'fig-01-gone.png'}: listed for fig-01-gone in index.json but missing",
+        f"{tmp_path / 'fig-01-orphan.png'}: not listed in index.json"]
+    (tmp_path / "index.json").write_text("{broken")
+    assert reproduce.check_index(tmp_path)[0].startswith(f"{tmp_path / 'index.json'}: not a valid figure index")
+
+
+def test_committed_index_matches_the_committed_figures():
+    assert reproduce.check_index(paths.COMMITTED_FIGURES) == []
+
+
+# ------------------------------------------------------------------------------------ progress
+
+@pytest.mark.notebook
+def test_progress_on_a_non_terminal_is_plain_lines_with_cell_counts(capsys, nbdir, tmp_path, monkeypatch):
+    monkeypatch.setattr(reproduce, "PROGRESS_INTERVAL_S", 0.0)
+    make_notebook(nbdir / "01_first.ipynb", "import time; time.sleep(1.5)", "x = 2")
+    code = main(["reproduce", "--notebooks-dir", str(nbdir), "--build-dir", str(tmp_path / "b"), "--quick",
+                 "--no-html"])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "\r" not in err and "\x1b" not in err, "no progress-bar frames on a non-terminal"
+    lines = err.splitlines()
+    assert lines[0] == "running 01_first.ipynb"
+    assert any(re.fullmatch(r"01_first\.ipynb: cell [1-5]/5 \(\d+ s\)", line) for line in lines), err
+    assert re.fullmatch(r"01_first\.ipynb: ok in [\d.]+ s, 0 figure\(s\)", lines[-1])
+
+
+def test_progress_on_a_terminal_is_one_rewritten_status_line():
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Tty()
+    progress = reproduce._Progress(True, stream)
+    job = reproduce._Job(0, Path("05_x.ipynb"), {}, Path("/nonexistent"), started=100.0, cell=(12, 40))
+    progress.running([job], now=130.0)
+    progress.line("01_a.ipynb: ok in 3.0 s, 1 figure(s)")
+    progress.close()
+    assert stream.getvalue() == ("\r\x1b[Krunning 05_x: cell 12/40 30 s"
+                                 "\r\x1b[K01_a.ipynb: ok in 3.0 s, 1 figure(s)\nrunning 05_x: cell 12/40 30 s"
+                                 "\r\x1b[K")
+
+
+# ------------------------------------------------------------------------------------ paths
+
+def test_notebooks_outside_the_runner_write_under_build_never_figures(monkeypatch):
+    monkeypatch.delenv(paths.OUTPUT_ENV_VAR)
+    assert paths.figures_dir() == paths.BUILD / "interactive" / "figures"
+    assert paths.results_dir() == paths.BUILD / "interactive" / "results"
+    for directory in (paths.figures_dir(), paths.results_dir()):
+        assert directory != paths.COMMITTED_FIGURES and paths.COMMITTED_FIGURES not in directory.parents
+
+
+def test_output_folder_names_a_parametrised_run(tmp_path):
+    assert reproduce.output_root(tmp_path, False, []) == tmp_path
+    assert reproduce.output_root(tmp_path, True, []) == tmp_path / "quick"
+    assert reproduce.output_root(tmp_path, False, [("seed", "7"), ("replications", "20")]) == (
+        tmp_path / "runs" / "seed-7_replications-20")
+    assert reproduce.output_root(tmp_path, True, [("data_dir", "/x/y z")]) == (
+        tmp_path / "runs" / "quick_data_dir-_x_y_z")
+
+
+def test_missing_parameter_value_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["reproduce", "-p", "seed"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err == ("error: -p needs a NAME and a VALUE, e.g. -p seed 7 "
+                   "(see `python -m analysis reproduce --help`)\n")
 
 
 def test_format_table_lists_notebook_status_seconds_figures():
@@ -283,3 +572,21 @@ def test_synthetic_command_delegates_to_workloads(capsys, monkeypatch, tmp_path)
     fake_module(monkeypatch, "workloads", write_synthetic_defaults=lambda: written)
     assert main(["synthetic"]) == 0
     assert capsys.readouterr().out.splitlines() == [str(p) for p in written]
+
+
+def test_html_export_is_delegated_to_html_report(monkeypatch, tmp_path):
+    calls = []
+    fake_module(monkeypatch, "html_report", export_html=lambda executed, target: calls.append((executed, target)))
+    reproduce.export_html(tmp_path / "01_x.ipynb", tmp_path / "01_x.html")
+    assert calls == [(tmp_path / "01_x.ipynb", tmp_path / "01_x.html")]
+
+
+def test_without_the_publish_module_nothing_is_published_and_the_run_says_so(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "analysis.publish", None)  # import fails as if not merged yet
+    job = reproduce._Job(0, Path("01_x.ipynb"), {}, tmp_path)
+    result = reproduce.NotebookResult("01_x.ipynb", "ok", 1.0, 1, figure_ids=["fig-01-a"])
+    reproduce._publish(job, result)
+    assert result.published == [] and result.kept_back == [
+        ("fig-01-a", "analysis.publish is not available: nothing written to figures/")]
+    assert reproduce.outputs_summary([result]) == [
+        "01_x.ipynb: kept back fig-01-a: analysis.publish is not available: nothing written to figures/"]
