@@ -114,6 +114,11 @@ class TrialResult:
     traffic: pd.DataFrame | None
     params: dict = field(default_factory=dict)
 
+    @property
+    def path(self) -> str:
+        """Which engine ran: "recursion" (exact FIFO recursions) or "ciw"."""
+        return self.params.get("path", "ciw")
+
     def estimate(self, service: str, metric: str, customer_class: str = ALL_CLASSES) -> pd.Series:
         """The summary row for one service (or "end-to-end"), metric and class."""
         s = self.summary
@@ -192,6 +197,7 @@ class _Task:
     keep_records: bool
     overloaded: bool
     service_names: list | None
+    path: str = "ciw"              # "ciw" or "recursion" (analysis.recursions)
 
 
 def _compile(task: _Task) -> tuple[CompiledModel, bool]:
@@ -398,6 +404,10 @@ def _gc_paused():
 
 
 def _replicate(task: _Task) -> dict:
+    if task.path == "recursion":          # exact FIFO recursions: same raw records, same reduction
+        from analysis import recursions
+        compiled, visits, end_time = recursions.replicate(task)
+        return _reduce(task, compiled, visits, end_time)
     with _gc_paused():
         with _private_random(task.seed):
             compiled, native = _compile(task)
@@ -421,7 +431,7 @@ def _teardown(sim) -> None:
 
 def _reduce(task: _Task, compiled: CompiledModel, sim, end_time: float) -> dict:
     horizon, warmup = task.horizon, task.warmup
-    v = _extract(sim, compiled.class_names)
+    v = sim if isinstance(sim, dict) else _extract(sim, compiled.class_names)
     names = compiled.node_names
     n_nodes = len(names)
     named = np.array([nm is not None for nm in names] + [False])   # index node-1; exit -> False
@@ -583,12 +593,27 @@ def _run_tasks(tasks, executor, max_workers, progress) -> list:
     return results
 
 
+_SERIAL_VISITS = 2e6       # below this many visits a recursion run is faster than starting workers
+
+
+def _auto_executor(path: str, replications: int, traffic, span: float) -> str:
+    """executor="auto": "serial" for one replication or a small recursion run, else
+    "processes" (results are identical either way)."""
+    if replications == 1 or _default_workers() == 1:
+        return "serial"
+    if path == "recursion" and traffic is not None:
+        visits = float(traffic["arrival_rate"].sum()) * span * replications
+        if visits < _SERIAL_VISITS:
+            return "serial"
+    return "processes"
+
+
 def _check_executor(executor, max_workers):
     if max_workers is not None:
         checks.integer("max_workers", max_workers, 1)
     if isinstance(executor, str):
-        if executor not in ("serial", "processes"):
-            raise ValueError(f"executor must be 'serial', 'processes', a concurrent.futures."
+        if executor not in ("auto", "serial", "processes"):
+            raise ValueError(f"executor must be 'serial', 'processes', 'auto', a concurrent.futures."
                              f"Executor or a dask distributed.Client, got {executor!r}")
         return
     if isinstance(executor, cf.ThreadPoolExecutor):
@@ -615,17 +640,22 @@ def _check_executor(executor, max_workers):
 # ----------------------------------------------------------------------------------------------
 
 def run_trials(model, replications: int = 10, horizon: float = 1000.0, warmup: float = 0.0,
-               seed: int = 0, executor="processes", *, max_workers: int | None = None,
+               seed: int = 0, executor="auto", *, max_workers: int | None = None,
                allow_overload: bool = False, drain: float | None = None,
                keep_records: bool = True, progress: bool | None = None,
-               service_names=None) -> TrialResult:
+               service_names=None, path: str = "auto") -> TrialResult:
     """Run ``replications`` independent replications of ``model`` and summarise them.
 
     model: ServiceGraph, FanOut or ciw.Network (give ``service_names`` for a ciw network).
     horizon: arrivals counted in [0, horizon) seconds; warmup: requests arriving before it are
     dropped (0 <= warmup < horizon); drain: extra seconds allowed for tagged requests to finish
-    (default: horizon). seed: base seed (see replication_seeds). executor: "serial",
-    "processes", a concurrent.futures.Executor or a dask distributed.Client. allow_overload:
+    (default: horizon). seed: base seed (see replication_seeds). executor: "auto" (processes
+    unless the work is small enough that starting them costs more: one replication, or a
+    recursion run of under ~2 million visits), "serial", "processes", a
+    concurrent.futures.Executor or a dask distributed.Client. path: "auto" (the exact FIFO
+    recursions of analysis.recursions when the model has one, else ciw), "recursion" (an error
+    naming the obstacle if the model has none) or "ciw"; the path taken is ``result.path``.
+    allow_overload:
     run even if some service has utilisation >= 1 (the run stays bounded: horizon + drain, and
     an admission cap on requests in the system). keep_records=False ships only per-replication
     statistics back (for very long runs). progress: tqdm bar (None: only on a terminal).
@@ -647,6 +677,9 @@ def run_trials(model, replications: int = 10, horizon: float = 1000.0, warmup: f
     if not isinstance(keep_records, bool):
         raise ValueError(f"keep_records must be True or False, got {keep_records!r}")
     _check_executor(executor, max_workers)
+    from analysis import recursions
+    if path not in recursions.PATHS:
+        raise ValueError(f"path must be one of {recursions.PATHS}, got {path!r}")
     traffic = None
     overloaded = False
     if isinstance(model, ciw.Network):
@@ -657,8 +690,11 @@ def run_trials(model, replications: int = 10, horizon: float = 1000.0, warmup: f
             raise ValueError("service_names is only for a ciw.Network (graphs name their services)")
         traffic = model.check(horizon, allow_overload)
         overloaded = bool((traffic["utilisation"] >= 1.0).any())
-    tasks = [_Task(model, i, s, horizon, warmup, drain, keep_records, overloaded, service_names)
-             for i, s in enumerate(seeds)]
+    path = recursions.choose_path(model, path, overloaded)
+    if executor == "auto":
+        executor = _auto_executor(path, replications, traffic, horizon + drain)
+    tasks = [_Task(model, i, s, horizon, warmup, drain, keep_records, overloaded, service_names,
+                   path) for i, s in enumerate(seeds)]
     outputs = _run_tasks(tasks, executor, max_workers, progress)
     per_trial = _per_trial_frame(outputs)
     summary = _summarise(per_trial)
@@ -666,7 +702,8 @@ def run_trials(model, replications: int = 10, horizon: float = 1000.0, warmup: f
     if keep_records:
         records, requests = _record_frames(outputs)
     params = dict(replications=replications, horizon=horizon, warmup=warmup, seed=seed,
-                  drain=drain, seeds=seeds, allow_overload=allow_overload,
+                  drain=drain, seeds=seeds, allow_overload=allow_overload, path=path,
+                  executor=executor if isinstance(executor, str) else type(executor).__name__,
                   overloaded=overloaded, end_times=[o["end_time"] for o in outputs])
     return TrialResult(summary=summary, per_trial=per_trial, records=records, requests=requests,
                        traffic=traffic, params=params)
