@@ -1192,8 +1192,8 @@ def simulate_policy(demand: pd.Series, servers, service_rate, slo: SLO, *, name:
                     min_piece_s: float = 5.0, settle_factor: float = 3.0,
                     max_settle_s: float = 60.0, sim_warmup_s: float | None = None,
                     max_in_system: int | None = None, price_per_server_hour: float = 1.0,
-                    warmup_s: float | None = None, executor="processes",
-                    max_workers: int | None = None) -> PolicyResult:
+                    warmup_s: float | None = None, executor="auto",
+                    max_workers: int | None = None, path: str = "auto") -> PolicyResult:
     """ciw simulation (analysis.simulation.run_trials) of a schedule against time-varying demand.
 
     The schedule is replayed time-compressed (see compressed_pieces and the module docstring) as a
@@ -1213,7 +1213,9 @@ def simulate_policy(demand: pd.Series, servers, service_rate, slo: SLO, *, name:
     interval, cost.
 
     Seeds: analysis.simulation.replication_seeds(seed, replications), so results do not depend on
-    the executor ("processes", "serial", a concurrent.futures.Executor or a dask Client).
+    the executor ("auto", "processes", "serial", a concurrent.futures.Executor or a dask Client).
+    path: "auto" (the exact FIFO recursion of analysis.recursions: one station with a server
+    schedule and an admission cap has one), "recursion" or "ciw" (see run_trials).
     max_in_system: cap on requests in the system (default: the largest fleet plus 2 s of its
     full-speed work, at least 50). sim_warmup_s: discarded lead-in at the first piece's rate and
     servers (default: that piece's replay, and at least its settle). warmup_s: instance warm-up,
@@ -1252,7 +1254,7 @@ def simulate_policy(demand: pd.Series, servers, service_rate, slo: SLO, *, name:
     graph, horizon = _plan_graph(plan, mu, warm, cap)
     trials = run_trials(graph, replications=reps, horizon=horizon, warmup=warm, seed=seed,
                         executor=executor, max_workers=max_workers, allow_overload=True,
-                        keep_records=True, progress=False)
+                        keep_records=True, progress=False, path=path)
     arrays = {"sim_s": plan["sim_s"].to_numpy(dtype=float),
               "weights": plan["weight"].to_numpy(dtype=float),
               "settle_s": plan["settle_s"].to_numpy(dtype=float),

@@ -28,13 +28,14 @@ def test_time_average_rejects_bad_window():
         time_average_in_system(req.drop(columns="exit"), 0.0, 1.0)
 
 
-def test_littles_law_and_mmc_mean_in_system():
+@pytest.mark.parametrize("path", ["recursion", "ciw"])   # every exact fast path vs ciw
+def test_littles_law_and_mmc_mean_in_system(path):
     lam, mu, c = 24.0, 10.0, 3      # rho = 0.8
     graph = ServiceGraph(services=[Service("api", servers=c, service_time=Exponential(mu))],
                          arrivals={"api": lam})
     horizon, warmup = 1500.0, 100.0
     res = run_trials(graph, replications=8, horizon=horizon, warmup=warmup, seed=11,
-                     executor="serial", progress=False)
+                     executor="serial", progress=False, path=path)
     L = time_average_in_system(res.requests, warmup + 5.0, horizon)
     exact = theory.mmc_metrics(lam, mu, c)["mean_in_system"]
     half = stats.t.ppf(0.995, len(L) - 1) * L.std(ddof=1) / np.sqrt(len(L))
