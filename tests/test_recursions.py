@@ -261,6 +261,22 @@ def test_overloaded_time_varying_station_with_admission_cap_agrees_with_ciw():
     assert_same_distribution(a, b, "capacity", "wait")
 
 
+def test_requests_still_inside_after_the_drain_are_incomplete_both_ways():
+    g = ServiceGraph([Service("a", 2, Exponential(1.0)), Service("b", 1, Exponential(2.5))],
+                     {"a": 1.6}, routing={"a": "b"})
+    a, b = both_ways(g, 16, horizon=400.0, warmup=20.0, drain=1.0)
+    for service, metric in ((END_TO_END, "incomplete"), (END_TO_END, "completed"),
+                            ("a", "utilisation"), ("b", "utilisation"), ("b", "mean_wait")):
+        assert_same_mean(a, b, service, metric)
+    assert per_trial(a, END_TO_END, "incomplete").mean() > 1
+    open_visits = a.records[a.records["outcome"] == "incomplete"]
+    assert open_visits["exit"].isna().all() and open_visits["service_time"].isna().all()
+    ends = np.array(a.params["end_times"])
+    assert (ends <= 401.0).all() and (ends == 401.0).sum() >= 8      # most runs hit the drain
+    last = a.requests.groupby("trial")["exit"].max()
+    assert (last <= 401.0).all()
+
+
 def test_time_varying_arrivals_are_a_poisson_process_with_the_scheduled_rate():
     sched = RateSchedule((0.0, 10.0, 25.0), (5.0, 0.0, 20.0), period=40.0)
     stream = recursions._Stream(Arrivals("x", rate=sched), np.random.default_rng(3))
