@@ -44,11 +44,13 @@ from dataclasses import dataclass, field
 import ciw
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from analysis import checks
 from analysis.fanout import FanOut, join_requests
 from analysis.topology import END_TO_END, CompiledModel, ServiceGraph
+from analysis._lazy import lazy_module
+
+stats = lazy_module("scipy.stats")    # imported on first use (about 3 s)
 
 __all__ = ["run_trials", "replication_seeds", "TrialResult", "END_TO_END", "time_average_in_system",
            "VISIT_OUTCOMES", "REQUEST_OUTCOMES", "METRICS"]

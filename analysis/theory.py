@@ -36,9 +36,12 @@ from typing import Iterator
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, special, stats
+from scipy import optimize, special
 
 from analysis import checks
+from analysis._lazy import lazy_module
+
+stats = lazy_module("scipy.stats")    # imported on first use (about 3 s)
 
 __all__ = [
     "erlang_b", "erlang_c",

@@ -74,9 +74,11 @@ from typing import Mapping, Sequence
 import ciw
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from analysis import checks
+from analysis._lazy import lazy_module
+
+stats = lazy_module("scipy.stats")    # imported on first use (about 3 s)
 
 __all__ = [
     "Dist", "Exponential", "Deterministic", "Uniform", "Gamma", "Lognormal", "HyperExponential",

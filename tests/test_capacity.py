@@ -113,6 +113,17 @@ def test_square_root_staffing_is_close_for_large_loads(slo):
         assert approx.iloc[-1] == theory.square_root_staffing(1000.0, beta)
 
 
+@pytest.mark.parametrize("slo", [cap.SLO.wait_exceeds(0.0, 0.2), cap.SLO.wait_exceeds(0.1, 0.05),
+                                 cap.SLO.p99_response(1.5), cap.SLO.p99_response(2.0, 0.05)])
+def test_vectorised_square_root_staffing_equals_the_scalar_root_finder(slo):
+    rates = pd.Series(np.r_[0.0, np.geomspace(0.05, 5000.0, 400)])
+    vector = cap.sqrt_staffing_servers(rates, MU, slo, min_servers=0).to_numpy()
+    scalar = [0 if r == 0 else theory.square_root_staffing(r / MU, cap._qed_beta(r / MU, MU, slo))
+              for r in rates]
+    assert list(vector) == scalar
+    assert cap.sqrt_staffing_servers(float(rates.iloc[200]), MU, slo) == scalar[200]
+
+
 def test_forecast_column_sizing_and_cost_by_hand():
     slo = cap.SLO.wait_exceeds(0.1, 0.05)
     fc = pd.DataFrame({"mean": [5.0, 9.0], "hi95": [10.0, 20.0]}, index=hourly([0, 0]).index)

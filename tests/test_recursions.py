@@ -367,3 +367,17 @@ def test_overloaded_ciw_run_is_unchanged_by_the_fast_pick():
 def test_absurd_server_counts_are_refused_with_the_limit(make):
     with pytest.raises(ValueError, match=r"at most 100000.*math.inf"):
         make()
+
+
+def test_importing_the_engine_does_not_load_scipy_stats():
+    """scipy.stats costs about 3 s of import time; theory, capacity and the engine load it on
+    first use only."""
+    import subprocess
+    import sys
+    code = ("import sys, analysis.theory, analysis.capacity, analysis.simulation, "
+            "analysis.recursions; print('scipy.stats' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    from analysis import theory
+    assert theory.halfin_whitt_alpha(1.0) == pytest.approx(1 / (1 + stats.norm.cdf(1.0)
+                                                                / stats.norm.pdf(1.0)))
