@@ -22,10 +22,12 @@ independent stations. Arrival streams are generated up front: Poisson (exponenti
 (gaps from the spec) and :class:`~analysis.topology.RateSchedule` (inversion of the integrated
 rate, exact for a piecewise-constant rate).
 
-Everything that needs the state of other queues or of time-outs stays on ciw (``why_not`` says
-which feature): pools (load-balancing policies), several classes (priorities), time-outs,
-retries, finite queues, an admission cap on a graph of more than one service, cyclic routing,
-ciw networks given directly.
+Random and capacity-weighted pools are probabilistic routing, and classes of equal priority
+share one FIFO queue (each with its own service times): both have the recursion. Everything that
+needs the state of other queues or of time-outs stays on ciw (``why_not`` says which feature):
+JSQ, power-of-d and round-robin pools, classes with different priorities, time-outs, retries,
+finite queues, an admission cap on a graph of more than one service, cyclic routing, ciw
+networks given directly.
 
 Randomness: one numpy Generator per purpose (each stream's arrivals, each station's service
 times, each station's routing) from ``SeedSequence(replication seed, spawn_key=(purpose, i))``,
@@ -48,14 +50,15 @@ import numpy as np
 from analysis.fanout import BACKGROUND_CLASS, FanOut, _FanoutPlan
 from analysis.topology import (
     CompiledModel, Deterministic, Empirical, Exponential, Gamma, HyperExponential, Lognormal,
-    RateSchedule, ServiceGraph, Uniform, _system_capacity,
+    RateSchedule, ServiceGraph, Uniform, _PoolState, _system_capacity,
 )
 
 __all__ = ["PATHS", "why_not", "choose_path", "replicate", "fifo_station"]
 
 PATHS = ("auto", "recursion", "ciw")
+_STATELESS_POLICIES = ("random", "capacity_weighted")
 _EXIT = -1
-_ARRIVALS, _SERVICE, _ROUTING, _BACKGROUND = 0, 1, 2, 3
+_ARRIVALS, _SERVICE, _ROUTING, _BACKGROUND, _ENTRY = 0, 1, 2, 3, 4
 
 
 # ----------------------------------------------------------------------------------------------
@@ -71,10 +74,12 @@ def why_not(model, overloaded: bool = False) -> str | None:
         return None
     if not isinstance(model, ServiceGraph):
         return "a ciw.Network given directly (only ServiceGraph and FanOut are translated)"
-    if model.pools:
-        return "pools (load-balancing policies route by queue state or in turn)"
-    if len(model.classes) > 1:
-        return "several customer classes (priorities)"
+    for pool in model.pools:
+        if pool.policy not in _STATELESS_POLICIES:
+            return (f"pool {pool.name!r} with policy {pool.policy!r} (it routes by queue state or "
+                    "in turn; random and capacity_weighted pools have a recursion)")
+    if len({c.priority for c in model.classes}) > 1:
+        return "customer classes with different priorities"
     for s in model.services:
         if s.timeout is not None:
             return f"a timeout at service {s.name!r} (reneging)"
@@ -108,10 +113,36 @@ def choose_path(model, path: str, overloaded: bool = False) -> str:
     return "ciw"
 
 
+def _split(graph: ServiceGraph, dest: str) -> dict[str, float]:
+    """Probability that a request sent to ``dest`` (a service or a random / capacity-weighted
+    pool) lands on each service, as the ciw balancer draws it (topology._PoolState)."""
+    if dest in graph.names:
+        return {dest: 1.0}
+    pool = graph._pool(dest)
+    if pool.policy == "random":
+        return {m: 1.0 / len(pool.members) for m in pool.members}
+    weights = [graph.service(m)._capacity_weight() for m in pool.members]
+    state = _PoolState(pool.policy, pool.members, pool.d, weights)
+    return dict(zip(pool.members, state.probs))
+
+
+def _rows(graph: ServiceGraph) -> list[dict[int, float]]:
+    """Per service: {next service index: probability}, pools expanded (the rest exits)."""
+    index = {n: i for i, n in enumerate(graph.names)}
+    rows = []
+    for n in graph.names:
+        row: dict[int, float] = {}
+        for dest, p in graph.routing.get(n, {}).items():
+            for member, share in _split(graph, dest).items():
+                if share > 0:
+                    row[index[member]] = row.get(index[member], 0.0) + float(p) * share
+        rows.append(row)
+    return rows
+
+
 def _topological_order(graph: ServiceGraph) -> list[int] | None:
     names = graph.names
-    index = {n: i for i, n in enumerate(names)}
-    succ = [[index[d] for d in graph.routing.get(n, {})] for n in names]
+    succ = [list(row) for row in _rows(graph)]
     indeg = [0] * len(names)
     for row in succ:
         for j in row:
@@ -382,24 +413,36 @@ def _graph(graph: ServiceGraph, task) -> tuple[CompiledModel, dict, float]:
     index = {n: i for i, n in enumerate(names)}
     cap = _system_capacity(graph.max_in_system, task.overloaded)
     servers = [s.server_spec for s in graph.services]
-    cname = graph.classes[0].name
-    streams = [(_Stream(a, _rng(seed, _ARRIVALS, i)), index[a.target])
-               for i, a in enumerate(graph.arrivals)]
-    svc = [_Draws(lambda g, n, d=s.service_dist(cname): _draw(d, g, n), _rng(seed, _SERVICE, j))
+    class_names = [c.name for c in graph.classes]
+    n_c = len(class_names)
+    streams = []
+    for i, a in enumerate(graph.arrivals):
+        split = _split(graph, a.target)
+        members = np.array([index[m] for m in split], dtype=np.int64)
+        cum = np.cumsum(list(split.values()))[:-1]
+        pick = _Draws(lambda g, n: g.random(n), _rng(seed, _ENTRY, i))
+        streams.append((_Stream(a, _rng(seed, _ARRIVALS, i)), members, cum, pick,
+                        class_names.index(a.customer_class)))
+    svc = [[_Draws(lambda g, n, d=s.service_dist(c): _draw(d, g, n),
+                   _rng(seed, _SERVICE, j * n_c + k)) for k, c in enumerate(class_names)]
            for j, s in enumerate(graph.services)]
     route = [_Draws(lambda g, n: g.random(n), _rng(seed, _ROUTING, j)) for j in range(n_s)]
     rows = []
-    for s in names:
-        row = graph.routing.get(s, {})
-        dests = np.array([index[d] for d in row] + [_EXIT], dtype=np.int64)
-        rows.append((dests, np.cumsum([float(p) for p in row.values()])))
+    for row in _rows(graph):
+        dests = np.array(list(row) + [_EXIT], dtype=np.int64)
+        rows.append((dests, np.cumsum(list(row.values()))))
     limit = horizon
     while True:
-        parts = [(st.until(limit), entry) for st, entry in streams]
+        parts = []
+        for st, members, cum, pick, code in streams:
+            t = st.until(limit)
+            target = members[np.searchsorted(cum, pick.take(t.size), side="right")]
+            parts.append((t, target, np.full(t.size, code, dtype=np.int16)))
         t_sys = np.concatenate([p[0] for p in parts])
-        entry = np.concatenate([np.full(p[0].size, p[1], dtype=np.int64) for p in parts])
+        entry = np.concatenate([p[1] for p in parts])
+        req_cls = np.concatenate([p[2] for p in parts])
         by_time = np.argsort(t_sys, kind="stable")
-        t_sys, entry = t_sys[by_time], entry[by_time]
+        t_sys, entry, req_cls = t_sys[by_time], entry[by_time], req_cls[by_time]
         n = t_sys.size
         n_tagged = int(np.searchsorted(t_sys, horizon, side="left"))
         # paths: visitors of each station in request order, then where each goes next
@@ -412,7 +455,8 @@ def _graph(graph: ServiceGraph, task) -> tuple[CompiledModel, dict, float]:
             visitors[j] = idx
             dests, cum = rows[j]
             if cum.size:
-                pick = dests[np.searchsorted(cum, route[j].take(idx.size), side="right")]
+                u = route[j].take(idx.size)
+                pick = dests[np.minimum(np.searchsorted(cum, u, side="right"), cum.size)]
             else:
                 pick = np.full(idx.size, _EXIT, dtype=np.int64)
             nxt[j] = pick
@@ -426,7 +470,14 @@ def _graph(graph: ServiceGraph, task) -> tuple[CompiledModel, dict, float]:
         for j in order:
             idx = visitors[j]
             arr = now[idx]
-            s = svc[j].take(idx.size)
+            if n_c == 1:
+                s = svc[j][0].take(idx.size)
+            else:                      # each class's draws in its own request order
+                s = np.empty(idx.size)
+                cls_here = req_cls[idx]
+                for k in range(n_c):
+                    mine = cls_here == k
+                    s[mine] = svc[j][k].take(int(mine.sum()))
             o = np.lexsort((idx, arr))
             idx_o, arr_o, s_o = idx[o], arr[o], s[o]
             start = fifo_station(arr_o, s_o, servers[j], cap)
@@ -448,16 +499,17 @@ def _graph(graph: ServiceGraph, task) -> tuple[CompiledModel, dict, float]:
     service = np.concatenate([v[4] for v in visits])
     tag = rid < n_tagged
     rid, node, arrival, start, service = (x[tag] for x in (rid, node, arrival, start, service))
+    cls = req_cls[rid]
     rank = np.empty(n_s, dtype=np.int64)
     rank[order] = np.arange(n_s)
     srt = np.lexsort((rank[node - 1], arrival, rid))
-    rid, node, arrival, start, service = (x[srt] for x in (rid, node, arrival, start, service))
+    rid, node, arrival, start, service, cls = (x[srt] for x in (rid, node, arrival, start,
+                                                                 service, cls))
     exits = start + service
     finished = np.where(np.isnan(exits), arrival, exits)
     end_time = max(horizon, min(stop, float(np.nanmax(finished)))) if finished.size else horizon
-    v = _visit_arrays(rid + 1, np.zeros(rid.size, dtype=np.int16), node, arrival, start, service,
-                      end_time)
-    compiled = CompiledModel(network=None, node_names=list(names), class_names=[cname],
+    v = _visit_arrays(rid + 1, cls, node, arrival, start, service, end_time)
+    compiled = CompiledModel(network=None, node_names=list(names), class_names=class_names,
                              servers=servers)
     return compiled, v, end_time
 

@@ -104,14 +104,22 @@ def mmc(c=2, lam=1.5, mu=1.0, **kw):
                   {"a": 1.0}, routing={"a": {"b": 0.5}}), None),
     (FanOut([Service(f"l{i}", 1, Exponential(2.0)) for i in range(3)], rate=1.0), None),
     (ServiceGraph([Service("a", 1, Exponential(2.0)), Service("b", 1, Exponential(2.0))],
-                  [Arrivals("p", rate=1.0)], pools=[Pool("p", ["a", "b"], "jsq")]), "pools"),
+                  [Arrivals("p", rate=1.0)], pools=[Pool("p", ["a", "b"], "random")]), None),
+    (ServiceGraph([Service("a", 1, Exponential(2.0)), Service("b", 1, Exponential(2.0))],
+                  [Arrivals("p", rate=1.0)], pools=[Pool("p", ["a", "b"], "jsq")]), "pool 'p'"),
+    (ServiceGraph([Service("a", 1, Exponential(2.0)), Service("b", 1, Exponential(2.0))],
+                  [Arrivals("p", rate=1.0)], pools=[Pool("p", ["a", "b"], "round_robin")]),
+     "round_robin"),
     (mmc(timeout=1.0), "timeout"),
     (mmc(retry=Retry(1)), "retries"),
     (mmc(queue_capacity=3), "finite queue"),
     (ServiceGraph([Service("a", 1, Exponential(5.0))],
                   [Arrivals("a", rate=1.0, customer_class="x"),
                    Arrivals("a", rate=1.0, customer_class="y")],
-                  classes=[CustomerClass("x", 0), CustomerClass("y", 1)]), "classes"),
+                  classes=[CustomerClass("x", 0), CustomerClass("y", 1)]), "priorities"),
+    (ServiceGraph([Service("a", 1, {"x": Exponential(5.0), "y": Exponential(3.0)})],
+                  [Arrivals("a", rate=1.0, customer_class="x"),
+                   Arrivals("a", rate=1.0, customer_class="y")]), None),
     (ServiceGraph([Service("a", 1, Exponential(5.0)), Service("b", 1, Exponential(5.0))],
                   {"a": 1.0}, routing={"a": {"b": 0.5}, "b": {"a": 0.5}}), "cyclic"),
     (ServiceGraph([Service("a", 1, Exponential(5.0)), Service("b", 1, Exponential(5.0))],
@@ -233,6 +241,29 @@ def test_feed_forward_graph_with_branches_merges_and_a_schedule_agrees_with_ciw(
     assert_same_distribution(a, b, None, "response")
     assert_same_distribution(a, b, "db", "response")
     assert_same_distribution(a, b, "app", "wait")
+
+
+def test_random_and_capacity_weighted_pools_and_equal_priority_classes_agree_with_ciw():
+    web = [Service("web-0", 1, Exponential(3.0)), Service("web-1", 2, Exponential(3.0)),
+           Service("web-2", math.inf, Exponential(3.0))]
+    api = [Service(f"api-{i}", 2, {"read": Exponential(4.0), "write": Lognormal(0.5, 1.5)})
+           for i in range(2)]
+    g = ServiceGraph(web + api,
+                     [Arrivals("web", rate=3.0, customer_class="read"),
+                      Arrivals("api-0", rate=0.8, customer_class="write")],
+                     pools=[Pool("web", [s.name for s in web], "capacity_weighted"),
+                            Pool("api", [s.name for s in api], "random")],
+                     routing={s.name: {"api": 0.5} for s in web})
+    a, b = both_ways(g, 10, horizon=1500.0, warmup=50.0)
+    for service in ("web-0", "web-1", "api-0", "api-1", END_TO_END):
+        for metric in ("arrival_rate", "mean_response"):
+            assert_same_mean(a, b, service, metric)
+    for cls in ("read", "write"):
+        x = a.requests[a.requests["class"] == cls]["response"].mean()
+        y = b.requests[b.requests["class"] == cls]["response"].mean()
+        assert x == pytest.approx(y, rel=0.1), cls
+    assert_same_distribution(a, b, "api-0", "response")
+    assert_same_distribution(a, b, None, "response")
 
 
 def test_fanout_with_background_and_quorum_agrees_with_ciw():
