@@ -24,7 +24,8 @@ Policies (each returns the number of servers *in service* per step as a Series o
     ``analysis.forecasting.backtest``.
 Evaluation
     ``evaluate_policy`` (analytic, Erlang C per piece of constant rate and servers) and
-    ``simulate_policy`` (ciw, time-varying arrivals and server schedule, replications with 95% CIs)
+    ``simulate_policy`` (simulation of time-varying arrivals and server schedule: the exact FIFO
+    recursion of analysis.recursions, or ciw with ``path="ciw"``; replications with 95% CIs)
     both return a ``PolicyResult``; ``policy_frontier`` tabulates cost against SLO attainment;
     ``savings_against`` / ``cheapest_at_equal_slo`` compare policies at equal or better attainment.
 

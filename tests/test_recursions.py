@@ -153,6 +153,19 @@ def test_result_says_which_path_ran_and_bad_path_is_refused():
     assert run_trials(net, 1, horizon=20.0, progress=False).path == "ciw"
 
 
+def test_auto_executor_runs_small_recursion_runs_serially():
+    small = run_trials(mmc(), 3, horizon=100.0, seed=1, progress=False)
+    assert small.path == "recursion" and small.params["executor"] == "serial"
+    one = run_trials(mmc(timeout=2.0), 1, horizon=50.0, seed=1, progress=False)
+    assert one.path == "ciw" and one.params["executor"] == "serial"
+    if len(__import__("os").sched_getaffinity(0)) > 1:
+        many = run_trials(mmc(timeout=2.0), 2, horizon=50.0, seed=1, progress=False)
+        assert many.params["executor"] == "processes"
+        pd.testing.assert_frame_equal(
+            many.summary, run_trials(mmc(timeout=2.0), 2, horizon=50.0, seed=1, progress=False,
+                                     executor="serial").summary)
+
+
 def test_recursion_results_identical_across_executors_and_replication_counts():
     g = ServiceGraph([Service("a", 2, Lognormal(0.4, 2.0)), Service("b", 1, Exponential(3.0))],
                      {"a": 3.0}, routing={"a": {"b": 0.6}})
