@@ -449,7 +449,6 @@ def _graph(graph: ServiceGraph, task) -> tuple[CompiledModel, dict, float]:
         visitors = [[] for _ in range(n_s)]
         for j in range(n_s):
             visitors[j].append(np.flatnonzero(entry == j))
-        nxt = [None] * n_s
         for j in order:
             idx = np.sort(np.concatenate(visitors[j])) if len(visitors[j]) > 1 else visitors[j][0]
             visitors[j] = idx
@@ -459,7 +458,6 @@ def _graph(graph: ServiceGraph, task) -> tuple[CompiledModel, dict, float]:
                 pick = dests[np.minimum(np.searchsorted(cum, u, side="right"), cum.size)]
             else:
                 pick = np.full(idx.size, _EXIT, dtype=np.int64)
-            nxt[j] = pick
             for d in np.unique(pick):
                 if d != _EXIT:
                     visitors[d].append(idx[pick == d])
