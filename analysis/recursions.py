@@ -286,6 +286,17 @@ def fifo_station(arrival: np.ndarray, service: np.ndarray, servers,
     arrival = np.asarray(arrival, dtype=float)
     service = np.asarray(service, dtype=float)
     n = arrival.size
+    if arrival.ndim != 1 or service.shape != arrival.shape:
+        raise ValueError(f"arrival and service must be 1-d arrays of the same length, got shapes "
+                         f"{arrival.shape} and {service.shape}")
+    if n and (not np.isfinite(arrival).all() or (np.diff(arrival) < 0).any()):
+        raise ValueError("arrival must be finite times (s) in increasing order")
+    if n and (not np.isfinite(service).all() or (service < 0).any()):
+        raise ValueError("service must be finite times >= 0 s")
+    if not isinstance(servers, tuple) and not (servers == math.inf or (
+            isinstance(servers, (int, np.integer)) and servers >= 1)):
+        raise ValueError(f"servers must be an integer >= 1, math.inf or a schedule "
+                         f"((servers, end_time_s), ...), got {servers!r}")
     if n == 0:
         return np.empty(0)
     if isinstance(servers, tuple):

@@ -80,6 +80,18 @@ def test_station_recursion_reproduces_ciw_trajectory(servers, cap):
         assert np.isnan(got).sum() > 0           # the cap did bite in this example
 
 
+@pytest.mark.parametrize("args, match", [
+    (([0.0, 1.0], [1.0], 1), "same length"),
+    (([1.0, 0.5], [1.0, 1.0], 1), "increasing order"),
+    (([0.0, 1.0], [1.0, -1.0], 1), "service must be"),
+    (([0.0, 1.0], [1.0, 1.0], 0), "servers must be"),
+    (([0.0, 1.0], [1.0, 1.0], 2.5), "servers must be"),
+])
+def test_station_bad_input_is_named(args, match):
+    with pytest.raises(ValueError, match=match):
+        fifo_station(*args)
+
+
 def test_lindley_vector_form_equals_the_loop():
     rng = np.random.default_rng(1)
     a = np.cumsum(rng.exponential(1.0, 5000))
