@@ -24,7 +24,8 @@ Policies (each returns the number of servers *in service* per step as a Series o
     ``analysis.forecasting.backtest``.
 Evaluation
     ``evaluate_policy`` (analytic, Erlang C per piece of constant rate and servers) and
-    ``simulate_policy`` (ciw, time-varying arrivals and server schedule, replications with 95% CIs)
+    ``simulate_policy`` (simulation of time-varying arrivals and server schedule: the exact FIFO
+    recursion of analysis.recursions, or ciw with ``path="ciw"``; replications with 95% CIs)
     both return a ``PolicyResult``; ``policy_frontier`` tabulates cost against SLO attainment;
     ``savings_against`` / ``cheapest_at_equal_slo`` compare policies at equal or better attainment.
 
@@ -75,9 +76,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import optimize, special
 
 from analysis import checks, theory
+from analysis._lazy import lazy_module
+
+stats = lazy_module("scipy.stats")    # imported on first use (about 3 s)
 
 __all__ = [
     "SLO", "HOUR_S",
@@ -299,7 +303,8 @@ def _size_one(rate: float, mu: float, slo: SLO) -> int:
     return _servers_for_response(rate, mu, slo.threshold_s, slo.probability)
 
 
-def _apply_sizing(rates, fn, name: str, min_servers: int, max_servers: int | None):
+def _apply_sizing(rates, fn, name: str, min_servers: int, max_servers: int | None,
+                  vector_fn=None):
     scalar = not isinstance(rates, pd.Series)
     if scalar:
         r = checks.nonnegative(name, rates)
@@ -316,13 +321,17 @@ def _apply_sizing(rates, fn, name: str, min_servers: int, max_servers: int | Non
             raise ValueError(f"{name}: row {i} has rate {values[i]!r}; rates must be finite "
                              "and >= 0 requests/s")
         index = series.index
-    cache: dict[float, int] = {}
-    out = np.empty(len(values), dtype=np.int64)
-    for i, r in enumerate(values):
-        c = cache.get(r)
-        if c is None:
-            c = cache[r] = fn(float(r))
-        out[i] = c
+    if vector_fn is not None:          # one vectorised call over the distinct rates
+        distinct, inverse = np.unique(values, return_inverse=True)
+        out = np.asarray(vector_fn(distinct), dtype=np.int64)[inverse.reshape(-1)]
+    else:
+        cache: dict[float, int] = {}
+        out = np.empty(len(values), dtype=np.int64)
+        for i, r in enumerate(values):
+            c = cache.get(r)
+            if c is None:
+                c = cache[r] = fn(float(r))
+            out[i] = c
     out = np.maximum(out, min_servers)
     if max_servers is not None:
         out = np.minimum(out, max_servers)
@@ -397,12 +406,55 @@ def sqrt_staffing_servers(rates, service_rate, slo: SLO, *, min_servers: int = 1
     lo = checks.integer("min_servers", min_servers, 0)
     hi = checks.optional_integer("max_servers", max_servers, max(lo, 1))
 
-    def one(r: float) -> int:
-        if r == 0.0:
-            return 0
+    def many(r: np.ndarray) -> np.ndarray:
         a = r / mu
-        return theory.square_root_staffing(a, _qed_beta(a, mu, target))
-    return _apply_sizing(rates, one, "rates", lo, hi)
+        beta = _qed_beta_vec(np.where(a > 0, a, 1.0), mu, target)
+        c = np.maximum(1, np.ceil(a + beta * np.sqrt(a) - 1e-9))   # theory.square_root_staffing
+        return np.where(a > 0, c, 0).astype(np.int64)
+    return _apply_sizing(rates, None, "rates", lo, hi, vector_fn=many)
+
+
+def _log_hw_alpha(b: np.ndarray) -> np.ndarray:
+    """log of the Halfin-Whitt alpha(b) = [1 + b Phi(b)/phi(b)]^-1, vectorised (b > 0)."""
+    log_ratio = special.log_ndtr(b) + 0.5 * b * b + 0.5 * math.log(2.0 * math.pi)
+    return -np.logaddexp(0.0, np.log(b) + log_ratio)
+
+
+def _qed_beta_vec(a: np.ndarray, mu: float, slo: SLO) -> np.ndarray:
+    """_qed_beta for an array of offered loads ``a`` (Erlangs, > 0) at once: the same equations,
+    solved by bisection on every load together to 1e-13 (brentq's xtol is 1e-12)."""
+    p = slo.probability
+    if slo.kind == "wait_exceeds" and slo.threshold_s == 0.0:
+        return np.full(a.shape, theory.halfin_whitt_beta(p))
+    s = np.sqrt(a) * mu
+    x = slo.threshold_s
+    log_p = math.log(p)
+
+    def f(b):
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            if slo.kind == "wait_exceeds":
+                return _log_hw_alpha(b) - b * s * x - log_p
+            surv = _response_survival_vec(x, mu, b * s, np.exp(_log_hw_alpha(b)))
+            return np.log(surv) - log_p
+    lo = np.full(a.shape, 1e-9)
+    done = f(lo) <= 0
+    hi = np.ones(a.shape)
+    while True:
+        up = ~done & (f(hi) > 0)
+        if not up.any():
+            break
+        hi[up] *= 2.0
+        if hi.max() > 1e6:  # pragma: no cover - infeasible targets are rejected earlier
+            bad = float(a[up & (hi > 1e6)][0])
+            raise ValueError(f"no square-root staffing beta meets {slo.label()} at load {bad:g}")
+    for _ in range(200):
+        if np.all((hi - lo) <= 1e-13 * np.maximum(1.0, hi)):
+            break
+        mid = 0.5 * (lo + hi)
+        pos = f(mid) > 0
+        lo = np.where(pos, mid, lo)
+        hi = np.where(pos, hi, mid)
+    return np.where(done, 1e-9, 0.5 * (lo + hi))
 
 
 def servers_from_forecast(forecast: pd.DataFrame, service_rate, slo: SLO, *, column: str = "hi95",
@@ -1193,8 +1245,8 @@ def simulate_policy(demand: pd.Series, servers, service_rate, slo: SLO, *, name:
                     min_piece_s: float = 5.0, settle_factor: float = 3.0,
                     max_settle_s: float = 60.0, sim_warmup_s: float | None = None,
                     max_in_system: int | None = None, price_per_server_hour: float = 1.0,
-                    warmup_s: float | None = None, executor="processes",
-                    max_workers: int | None = None) -> PolicyResult:
+                    warmup_s: float | None = None, executor="auto",
+                    max_workers: int | None = None, path: str = "auto") -> PolicyResult:
     """ciw simulation (analysis.simulation.run_trials) of a schedule against time-varying demand.
 
     The schedule is replayed time-compressed (see compressed_pieces and the module docstring) as a
@@ -1214,7 +1266,9 @@ def simulate_policy(demand: pd.Series, servers, service_rate, slo: SLO, *, name:
     interval, cost.
 
     Seeds: analysis.simulation.replication_seeds(seed, replications), so results do not depend on
-    the executor ("processes", "serial", a concurrent.futures.Executor or a dask Client).
+    the executor ("auto", "processes", "serial", a concurrent.futures.Executor or a dask Client).
+    path: "auto" (the exact FIFO recursion of analysis.recursions: one station with a server
+    schedule and an admission cap has one), "recursion" or "ciw" (see run_trials).
     max_in_system: cap on requests in the system (default: the largest fleet plus 2 s of its
     full-speed work, at least 50). sim_warmup_s: discarded lead-in at the first piece's rate and
     servers (default: that piece's replay, and at least its settle). warmup_s: instance warm-up,
@@ -1253,7 +1307,7 @@ def simulate_policy(demand: pd.Series, servers, service_rate, slo: SLO, *, name:
     graph, horizon = _plan_graph(plan, mu, warm, cap)
     trials = run_trials(graph, replications=reps, horizon=horizon, warmup=warm, seed=seed,
                         executor=executor, max_workers=max_workers, allow_overload=True,
-                        keep_records=True, progress=False)
+                        keep_records=True, progress=False, path=path)
     arrays = {"sim_s": plan["sim_s"].to_numpy(dtype=float),
               "weights": plan["weight"].to_numpy(dtype=float),
               "settle_s": plan["settle_s"].to_numpy(dtype=float),

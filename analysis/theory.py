@@ -40,9 +40,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, special, stats
+from scipy import optimize, special
 
 from analysis import checks
+from analysis._lazy import lazy_module
+
+stats = lazy_module("scipy.stats")    # imported on first use (about 3 s)
 
 __all__ = [
     "MAX_OFFERED_LOAD", "RESPONSE_QUANTILES", "quantile_name",

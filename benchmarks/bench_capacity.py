@@ -2,8 +2,9 @@
 
 Times, as medians of ``--repeats`` runs: building the four schedules (static peak, hour of week,
 reactive, predictive on ETS forecasts issued 1 h ahead), their analytic (Erlang C) evaluation and
-their time-compressed ciw simulation (``--replications`` each, ``--segment`` simulated seconds per
-hour), against the notebook budget of 180 s on 2 cores. Wall-clock and CPU seconds (this process
+their time-compressed simulation (``--replications`` each, ``--segment`` simulated seconds per
+hour; ``--path``: the exact recursion, chosen automatically, or ciw), against the notebook
+budget of 180 s on 2 cores. Wall-clock and CPU seconds (this process
 plus its replication workers) side by side: the machine may be shared, and CPU / 2 is what two idle
 cores would need at best. Then the cost-vs-SLO frontier of the last run (simulation, with the
 analytic attainment beside it) and, with ``--sweep``, how time and precision move with the
@@ -74,7 +75,7 @@ def _cpu() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-def run_once(series, mu, slo, reps, segment, executor, seed=1):
+def run_once(series, mu, slo, reps, segment, executor, seed=1, path="auto"):
     wall, cpu = {}, {}
 
     def mark(name, t_wall, t_cpu):
@@ -91,7 +92,8 @@ def run_once(series, mu, slo, reps, segment, executor, seed=1):
     for i, (k, s) in enumerate(policies.items()):
         w, c = time.perf_counter(), _cpu()
         sims[k] = cap.simulate_policy(week, s, mu, slo, name=k, replications=reps, seed=seed + i,
-                                      segment_s=segment, warmup_s=WARMUP_S, executor=executor)
+                                      segment_s=segment, warmup_s=WARMUP_S, executor=executor,
+                                      path=path)
         mark(f"simulate {k}", w, c)
     mark("total", w0, c0)
     return wall, cpu, analytic, sims
@@ -103,7 +105,9 @@ def main(argv=None) -> int:
     ap.add_argument("--replications", type=int, default=5)
     ap.add_argument("--segment", type=float, default=20.0, help="simulated s per hour of demand")
     ap.add_argument("--service-rate", type=float, default=5.0, help="requests/s per server")
-    ap.add_argument("--executor", default="processes", choices=["processes", "serial"])
+    ap.add_argument("--executor", default="auto", choices=["auto", "processes", "serial"])
+    ap.add_argument("--path", default="auto", choices=["auto", "recursion", "ciw"],
+                    help="simulation engine: the exact recursion (auto) or ciw")
     ap.add_argument("--sweep", type=float, nargs="*", default=[],
                     help="also time these segment lengths (s) on the hour-of-week policy")
     args = ap.parse_args(argv)
@@ -114,12 +118,12 @@ def main(argv=None) -> int:
     print(f"data: {label}")
     print(f"week {WEEK_START:%Y-%m-%d} + {HOURS} h; service rate {mu:g}/s (mean {1 / mu:g} s); "
           f"SLO {slo.label()}; {args.replications} replications, {args.segment:g} s simulated "
-          f"per hour, executor {args.executor}, {os.cpu_count()} CPUs visible")
+          f"per hour, executor {args.executor}, path {args.path}, {os.cpu_count()} CPUs visible")
 
     walls, cpus = [], []
     for _ in range(args.repeats):
         wall, cpu, analytic, sims = run_once(series, mu, slo, args.replications, args.segment,
-                                             args.executor)
+                                             args.executor, path=args.path)
         walls.append(wall)
         cpus.append(cpu)
     wt, ct = pd.DataFrame(walls), pd.DataFrame(cpus)
@@ -153,7 +157,7 @@ def main(argv=None) -> int:
         for seg in args.sweep:
             t = time.perf_counter()
             r = cap.simulate_policy(week, s, mu, slo, replications=args.replications, seed=7,
-                                    segment_s=seg, executor=args.executor).summary
+                                    segment_s=seg, executor=args.executor, path=args.path).summary
             rows.append({"segment_s": seg, "wall_s": time.perf_counter() - t,
                          "simulated_requests": int(r["simulated_requests"]),
                          "attainment": r["attainment"],

@@ -113,6 +113,17 @@ def test_square_root_staffing_is_close_for_large_loads(slo):
         assert approx.iloc[-1] == theory.square_root_staffing(1000.0, beta)
 
 
+@pytest.mark.parametrize("slo", [cap.SLO.wait_exceeds(0.0, 0.2), cap.SLO.wait_exceeds(0.1, 0.05),
+                                 cap.SLO.p99_response(1.5), cap.SLO.p99_response(2.0, 0.05)])
+def test_vectorised_square_root_staffing_equals_the_scalar_root_finder(slo):
+    rates = pd.Series(np.r_[0.0, np.geomspace(0.05, 5000.0, 400)])
+    vector = cap.sqrt_staffing_servers(rates, MU, slo, min_servers=0).to_numpy()
+    scalar = [0 if r == 0 else theory.square_root_staffing(r / MU, cap._qed_beta(r / MU, MU, slo))
+              for r in rates]
+    assert list(vector) == scalar
+    assert cap.sqrt_staffing_servers(float(rates.iloc[200]), MU, slo) == scalar[200]
+
+
 def test_forecast_column_sizing_and_cost_by_hand():
     slo = cap.SLO.wait_exceeds(0.1, 0.05)
     fc = pd.DataFrame({"mean": [5.0, 9.0], "hi95": [10.0, 20.0]}, index=hourly([0, 0]).index)
@@ -313,12 +324,13 @@ def test_sub_hour_schedule_is_a_mixture_of_pieces():
 
 # --------------------------------------------------------------------------------------- simulation
 
-def test_simulation_bounds_and_flags_overloaded_hours():
+@pytest.mark.parametrize("path", ["recursion", "ciw"])
+def test_simulation_bounds_and_flags_overloaded_hours(path):
     slo = cap.SLO.wait_exceeds(0.1, 0.1)
     dem = hourly([10.0, 30.0, 10.0])
     servers = pd.Series([4, 4, 4], index=dem.index)          # hour 1 has utilisation 1.5
     res = cap.simulate_policy(dem, servers, MU, slo, replications=3, seed=1, max_in_system=40,
-                              executor="serial")
+                              executor="serial", path=path)
     iv = res.intervals
     assert list(iv["overloaded"]) == [False, True, False]
     assert iv["violated"].iloc[1] and not iv["meets_slo"].iloc[1]
@@ -375,12 +387,12 @@ Z = 3.29                        # two-sided 99.9%: six comparisons per check, se
 VALID_REPS = 240
 
 
-@pytest.fixture(scope="module")
-def compressed():
+@pytest.fixture(scope="module", params=["recursion", "ciw"])   # the exact fast path and ciw
+def compressed(request):
     dem = hourly(VALID_RATES)
     servers = cap.servers_needed(dem, MU, VALID_SLO)
     res = cap.simulate_policy(dem, servers, MU, VALID_SLO, replications=VALID_REPS, seed=2024,
-                              segment_s=20.0)
+                              segment_s=20.0, path=request.param)
     return dem, servers, res
 
 
@@ -392,7 +404,7 @@ def uncompressed(compressed):
     dem5 = pd.Series(np.repeat(dem.to_numpy(), BATCHES), index=idx)
     srv5 = pd.Series(np.repeat(servers.to_numpy(), BATCHES), index=idx)
     res = cap.simulate_policy(dem5, srv5, MU, VALID_SLO, replications=2, seed=99,
-                              segment_s=3600 / BATCHES)
+                              segment_s=3600 / BATCHES, path="ciw")   # independent of the fast path
     plan = cap.compressed_pieces(dem5, srv5, MU, segment_s=3600 / BATCHES)
     # truly uncompressed: every piece simulated for its real duration, no settling
     assert (plan["sim_s"] == plan["duration_s"]).all() and (plan["settle_s"] == 0).all()
@@ -452,7 +464,8 @@ def test_compressed_simulation_agrees_with_the_uncompressed_one(compressed, unco
         assert (np.abs(u_mean - exact[column].to_numpy()) <= T_BATCH * u_se).all()
 
 
-def test_compressed_sub_hour_pieces_agree_with_the_erlang_c_mixture():
+@pytest.mark.parametrize("path", ["recursion", "ciw"])
+def test_compressed_sub_hour_pieces_agree_with_the_erlang_c_mixture(path):
     """A schedule that changes every 15 minutes (as a reactive policy's does): each piece is
     replayed for min_piece_s (+ its settle) and the hour is the duration-weighted mixture."""
     dem = hourly([6.0, 9.0, 6.0])
@@ -461,7 +474,8 @@ def test_compressed_sub_hour_pieces_agree_with_the_erlang_c_mixture():
     plan = cap.compressed_pieces(dem, servers, MU)
     assert len(plan) == 12 and np.allclose(plan["sim_s"] - plan["settle_s"], 5.0)
     exact = cap.evaluate_policy(dem, servers, MU, VALID_SLO).intervals["p_wait_exceeds"].to_numpy()
-    res = cap.simulate_policy(dem, servers, MU, VALID_SLO, replications=VALID_REPS, seed=1)
+    res = cap.simulate_policy(dem, servers, MU, VALID_SLO, replications=VALID_REPS, seed=1,
+                              path=path)
     iv = res.intervals
     se = _se(iv["p_wait_exceeds_hi"].to_numpy() - iv["p_wait_exceeds"].to_numpy(), VALID_REPS)
     assert (np.abs(iv["p_wait_exceeds"].to_numpy() - exact) <= Z * se).all()

@@ -78,11 +78,12 @@ def test_join_detects_misaligned_leaves():
         join_requests(visits, plan, 10.0, 0, ["a", "b"])
 
 
-def test_independent_leaves_match_order_statistics():
+@pytest.mark.parametrize("path", ["recursion", "ciw"])   # every exact fast path vs ciw
+def test_independent_leaves_match_order_statistics(path):
     """No queueing (infinite servers): leaf latencies are iid Exponential(rate=2)."""
     k, mu = 4, 2.0
     r = run_trials(FanOut(leaves(k, mu, servers=math.inf), rate=1.0), 6, horizon=2000, seed=2,
-                   progress=False, keep_records=False)
+                   progress=False, keep_records=False, path=path)
     leaf = stats.expon(scale=1 / mu)
     assert_matches(r, END_TO_END, "mean_response", theory.fanout_max_mean_exponential(k, mu), 0.05)
     assert_matches(r, END_TO_END, "p95_response", theory.fanout_max_quantile(leaf, k, 0.95), 0.05)
@@ -105,21 +106,23 @@ def test_mixture_leaves_match_order_statistics_of_the_mixture():
     assert_matches(r, "shard-0", "mean_response", slow_sometimes.mean, 0.1)
 
 
-def test_quorum_matches_kth_order_statistic():
+@pytest.mark.parametrize("path", ["recursion", "ciw"])   # every exact fast path vs ciw
+def test_quorum_matches_kth_order_statistic(path):
     k, q = 5, 2
     r = run_trials(FanOut(leaves(k, 1.0, servers=math.inf), rate=1.0, quorum=q), 6, horizon=1500,
-                   seed=3, progress=False, keep_records=False)
+                   seed=3, progress=False, keep_records=False, path=path)
     leaf = stats.expon()
     assert_matches(r, END_TO_END, "mean_response", 1 / 5 + 1 / 4, 0.05)      # E[X_(2) of 5]
     for name, level in (("p50_response", 0.5), ("p95_response", 0.95)):
         assert_matches(r, END_TO_END, name, theory.kth_fastest_quantile(leaf, k, q, level), 0.05)
     # hedged request (first of 2)
     h = run_trials(FanOut(leaves(2, 1.0, servers=math.inf), rate=1.0, quorum=1), 6, horizon=1500,
-                   seed=4, progress=False, keep_records=False)
+                   seed=4, progress=False, keep_records=False, path=path)
     assert_matches(h, END_TO_END, "mean_response", 0.5, 0.05)
 
 
-def test_shared_arrivals_make_loaded_leaves_dependent():
+@pytest.mark.parametrize("path", ["recursion", "ciw"])   # every exact fast path vs ciw
+def test_shared_arrivals_make_loaded_leaves_dependent(path):
     """M/M/1 leaves at load 0.7: each leaf's marginal is right (Exponential(rate=mu - lambda)), but
     the slowest-of-8 is clearly below the independent-leaves prediction (positive dependence).
 
@@ -131,7 +134,7 @@ def test_shared_arrivals_make_loaded_leaves_dependent():
     """
     k, lam, mu = 8, 0.7, 1.0
     r = run_trials(FanOut(leaves(k, mu), rate=lam), 6, horizon=4000, warmup=200, seed=5,
-                   progress=False)
+                   progress=False, path=path)
     marginal = 1 / (mu - lam)
     for i in range(k):
         assert_matches(r, f"shard-{i}", "mean_response", marginal, 0.25)
@@ -150,10 +153,11 @@ def test_shared_arrivals_make_loaded_leaves_dependent():
     assert upper < 0, diffs
 
 
-def test_background_traffic_and_time_varying_fanout():
+@pytest.mark.parametrize("path", ["recursion", "ciw"])   # every exact fast path vs ciw
+def test_background_traffic_and_time_varying_fanout(path):
     schedule = RateSchedule((0.0, 50.0), (0.2, 0.6), period=100.0)
     f = FanOut(leaves(3, 2.0), rate=schedule, background={"shard-1": 0.8})
-    r = run_trials(f, 6, horizon=3000, seed=6, progress=False)
+    r = run_trials(f, 6, horizon=3000, seed=6, progress=False, path=path)
     assert_matches(r, END_TO_END, "arrival_rate", 0.4, 0.1)
     assert_matches(r, "shard-1", "utilisation", (0.4 + 0.8) / 2.0, 0.1)
     assert_matches(r, "shard-0", "utilisation", 0.4 / 2.0, 0.1)

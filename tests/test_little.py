@@ -62,13 +62,14 @@ def test_time_average_from_the_warmup_cut_counts_requests_already_inside():
     assert (old.to_numpy() < L.to_numpy()).all()
 
 
-def test_littles_law_and_mmc_mean_in_system():
+@pytest.mark.parametrize("path", ["recursion", "ciw"])   # every exact fast path vs ciw
+def test_littles_law_and_mmc_mean_in_system(path):
     lam, mu, c = 24.0, 10.0, 3      # rho = 0.8
     graph = ServiceGraph(services=[Service("api", servers=c, service_time=Exponential(rate=mu))],
                          arrivals={"api": lam})
     horizon, warmup = 1500.0, 100.0
     res = run_trials(graph, replications=8, horizon=horizon, warmup=warmup, seed=11,
-                     executor="serial", progress=False)
+                     executor="serial", progress=False, path=path)
     L = time_average_in_system(res, warmup + 5.0, horizon)
     exact = theory.mmc_metrics(lam, mu, c)["mean_in_system"]
     half = stats.t.ppf(0.995, len(L) - 1) * L.std(ddof=1) / np.sqrt(len(L))

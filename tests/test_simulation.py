@@ -56,9 +56,12 @@ def jackson():
 # validation against closed forms
 # ----------------------------------------------------------------------------------------------
 
-def test_mm1_against_theory():
+@pytest.mark.parametrize("path", ["recursion", "ciw"])   # every exact fast path vs ciw
+def test_mm1_against_theory(path):
     lam, mu = 0.75, 1.0
-    r = run_trials(mm1(lam, mu), replications=10, horizon=10000, warmup=500, seed=1, progress=False)
+    r = run_trials(mm1(lam, mu), replications=10, horizon=10000, warmup=500, seed=1, progress=False,
+                   path=path)
+    assert r.path == path
     m = theory.mmc_metrics(lam, mu, 1)
     assert_matches(r, "web", "mean_wait", m["mean_wait"])
     assert_matches(r, "web", "mean_response", m["mean_response"])
@@ -80,10 +83,12 @@ def test_mm1_against_theory():
         assert row["half_width"] == pytest.approx(stats.t.ppf(0.5 + level / 2, 9) * se)
 
 
-def test_mmc_wait_and_erlang_c():
+@pytest.mark.parametrize("path", ["recursion", "ciw"])   # every exact fast path vs ciw
+def test_mmc_wait_and_erlang_c(path):
     lam, mu, c = 4.0, 1.0, 5
     g = ServiceGraph([Service("pool", c, Exponential(rate=mu))], {"pool": lam})
-    r = run_trials(g, replications=8, horizon=2500, warmup=200, seed=2, progress=False)
+    # 5000 s: at 2500 s the 99% half-width of the mean wait is ~20% of it, the limit of the check
+    r = run_trials(g, replications=8, horizon=5000, warmup=200, seed=2, progress=False, path=path)
     m = theory.mmc_metrics(lam, mu, c)
     assert_matches(r, "pool", "mean_wait", m["mean_wait"])
     assert_matches(r, "pool", "utilisation", m["utilisation"], max_rel=0.03)
@@ -236,12 +241,14 @@ def test_retries_backoff_and_conservation():
     assert visits > r.estimate(END_TO_END, "arrivals")["estimate"]
 
 
-def test_time_varying_arrivals_reproduce_the_schedule():
+@pytest.mark.parametrize("path", ["recursion", "ciw"])   # every exact fast path vs ciw
+def test_time_varying_arrivals_reproduce_the_schedule(path):
     schedule = RateSchedule((0.0, 100.0, 200.0), (2.0, 8.0, 4.0), period=300.0)
     g = ServiceGraph([Service("edge", math.inf, Exponential(rate=5.0))],
                      [Arrivals("edge", rate=schedule)])
     horizon = 3000.0
-    r = run_trials(g, replications=4, horizon=horizon, warmup=0.0, seed=9, progress=False)
+    r = run_trials(g, replications=4, horizon=horizon, warmup=0.0, seed=9, progress=False,
+                   path=path)
     assert_matches(r, END_TO_END, "arrival_rate", schedule.mean_rate(0.0, horizon), max_rel=0.03)
     # per phase of the schedule: counts pooled over replications within 4 sigma of Poisson
     phase = r.requests["arrival"].to_numpy() % 300.0
@@ -251,10 +258,12 @@ def test_time_varying_arrivals_reproduce_the_schedule():
         assert abs(n - expected) <= 4 * math.sqrt(expected)
 
 
-def test_server_schedule_utilisation_uses_available_capacity():
+@pytest.mark.parametrize("path", ["recursion", "ciw"])   # every exact fast path vs ciw
+def test_server_schedule_utilisation_uses_available_capacity(path):
     s = Service("api", 1, Exponential(rate=1.0), schedule=[(1, 100.0), (3, 200.0)])
     g = ServiceGraph([s], {"api": 0.6})
-    r = run_trials(g, replications=6, horizon=4000, warmup=200, seed=10, progress=False)
+    r = run_trials(g, replications=6, horizon=4000, warmup=200, seed=10, progress=False,
+                   path=path)
     assert_matches(r, "api", "utilisation", 0.6 / s.mean_servers, max_rel=0.05)
     # waits are longer in the one-server phase than in the three-server phase
     rec = r.records
