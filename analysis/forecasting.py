@@ -1168,7 +1168,8 @@ def accuracy_table(backtest_df: pd.DataFrame, season: int | None = None,
     MASE scales each absolute error by its origin's in-sample seasonal-naive MAE at the season the
     backtest used (Hyndman & Koehler 2006; its ``season`` column, so the season is given once, to
     ``backtest``; passing a different ``season`` here is an error) and averages over all origins
-    and steps. ``attrs['best']`` names the model with the lowest MASE (the baseline included). ``mase_vs_<baseline>`` is the
+    and steps. ``attrs['best']`` names the model with the lowest MASE (the baseline included).
+    ``mase_vs_<baseline>`` is the
     model's MASE over the baseline model's (below 1: better than the baseline); ``baseline=None``
     leaves it out. Columns: ``n_origins, n_forecasts, mae, rmse, smape, mase, mase_vs_<baseline>,
     coverageNN, widthNN ..., n_warnings`` (fits with warnings summed over origins).
