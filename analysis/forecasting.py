@@ -759,6 +759,11 @@ class DemandClass:
     step); cv2: squared coefficient of variation of the non-zero sizes; zero_share: fraction of
     steps with zero demand; category: "smooth" (adi < 1.32, cv2 < 0.49), "erratic" (adi < 1.32),
     "intermittent" (adi >= 1.32, cv2 < 0.49) or "lumpy" (both above).
+
+    The classification was made for non-seasonal series; a small market with no demand at night is
+    "intermittent" by ADI although its zeros are predictable. So ``active_adi`` repeats the ADI on
+    the phases of the day (``period`` steps) where demand is non-zero at least half of the time:
+    below 1.32 the zeros are seasonal (``seasonal_zeros``) and the seasonal log-scale models apply.
     """
 
     adi: float
@@ -766,11 +771,19 @@ class DemandClass:
     zero_share: float
     n: int
     category: str
+    period: int | None = None
+    active_adi: float | None = None
+
+    @property
+    def seasonal_zeros(self) -> bool:
+        """True when the zeros fall in a daily pattern and demand is regular in the active phases."""
+        return self.active_adi is not None and self.active_adi < ADI_CUTOFF
 
     @property
     def intermittent(self) -> bool:
-        """True for the intermittent and lumpy classes (Croston/SBA territory)."""
-        return self.category in ("intermittent", "lumpy")
+        """True for the intermittent and lumpy classes whose zeros are not just seasonal
+        (Croston/SBA territory)."""
+        return self.category in ("intermittent", "lumpy") and not self.seasonal_zeros
 
     def advice(self) -> str:
         """One readable sentence: the class, its numbers and what to forecast it with."""
@@ -781,11 +794,24 @@ class DemandClass:
             return (head + ": demand is absent in most steps, so a continuous model of log demand "
                     "has no level to follow at this step; forecast the mean rate with CrostonSBA, "
                     "or aggregate to a longer step (e.g. days) where demand is regular")
+        if self.seasonal_zeros and self.category in ("intermittent", "lumpy"):
+            return (head + f"; the zeros are seasonal (ADI {self.active_adi:.2f} in the active "
+                    f"phases of the {self.period}-step day): the seasonal log-scale models apply")
         return head + ": the seasonal log-scale models apply"
 
 
-def classify_demand(series) -> DemandClass:
-    """Classify demand (a Series or array, >= 0) by ADI and CV2 (Syntetos, Boylan & Croston 2005)."""
+def classify_demand(series, period: int | None = None) -> DemandClass:
+    """Classify demand (a Series or array, >= 0) by ADI and CV2 (Syntetos, Boylan & Croston 2005).
+
+    ``period``: steps per day for the seasonal-zeros check (see ``DemandClass``); default: from a
+    Series' DatetimeIndex (``seasonal_periods``), none for an array.
+    """
+    if period is None and isinstance(series, pd.Series) and isinstance(series.index,
+                                                                        pd.DatetimeIndex):
+        with contextlib.suppress(ValueError):
+            period = seasonal_periods(series).daily
+    if period is not None:
+        period = _check_int(period, "period")
     y = np.asarray(series, dtype=float).ravel()
     if y.size == 0 or not np.isfinite(y).all():
         raise ValueError("series: need a non-empty series of finite values")
@@ -801,7 +827,16 @@ def classify_demand(series) -> DemandClass:
     smooth_size = cv2 < CV2_CUTOFF
     category = ("smooth" if smooth_size else "erratic") if smooth_gap else \
         ("intermittent" if smooth_size else "lumpy")
-    return DemandClass(float(adi), cv2, float(1 - sizes.size / y.size), int(y.size), category)
+    active_adi = None
+    if period is not None and period > 1 and y.size >= 2 * period:
+        phase = np.arange(y.size) % period
+        nonzero_share = np.bincount(phase, weights=(y > 0).astype(float), minlength=period) \
+            / np.bincount(phase, minlength=period)
+        active = nonzero_share[phase] >= 0.5
+        if active.any() and (y[active] > 0).any():
+            active_adi = float(active.sum() / (y[active] > 0).sum())
+    return DemandClass(float(adi), cv2, float(1 - sizes.size / y.size), int(y.size), category,
+                       period, active_adi)
 
 
 @dataclass(frozen=True)
