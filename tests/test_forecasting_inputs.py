@@ -348,3 +348,26 @@ def test_notebook05_real_forecast_numbers_unchanged():
     _check_table(tab, NB05_REAL_BEFORE)
     assert tab.attrs["best"] == "mstl_arima" and bt.attrs["unit"] == "requests/s"
     assert not math.isnan(tab.loc["ets", "width95"])
+
+
+@requires_real_data
+def test_other_real_series_of_the_collection_run_through_the_documented_api():
+    """The issue's scenario: other series, no hand preparation (5-min counts; many zero hours)."""
+    from analysis import datasets
+
+    elb = datasets.get("nab-elb-requests-8c0756")
+    s, report = workloads.load_trace(REAL_DATA / elb.relpath, unit="count", gaps="interpolate")
+    assert report.unit == "count per 5 min" and s.attrs["unit"] == "requests/s"
+    y, rule = fc.prepare_demand(s.iloc[-13 * 288:])           # 13 days: native step, daily season
+    assert "daily season 288" in rule
+    bt = fc.backtest(y, fc.default_models(series=y), initial=len(y) - 3 * 288, horizon=144,
+                     step=288)
+    assert bt["season"].eq(288).all() and (bt[["mean", "lo95"]].to_numpy() >= 0).all()
+
+    lat = datasets.get("dependency-latency-02")                # 61 % zero hours, seasonal
+    z, _ = workloads.load_trace(REAL_DATA / lat.relpath, gaps="interpolate")
+    assert (z == 0).mean() > 0.5
+    bt = fc.backtest(z, fc.default_models(series=z), initial=len(z) - 72, horizon=24, step=24)
+    offsets = set(bt.loc[bt["model"] != "seasonal_naive", "transform"])
+    assert len(offsets) == 1 and offsets.pop().startswith("log(y + ")
+    assert (bt[["mean", "lo80", "lo95", "hi95"]].to_numpy() >= 0).all()
