@@ -1,4 +1,5 @@
-"""Demand forecasting on statsmodels: four models, one interface, rolling-origin backtests.
+"""Demand forecasting on statsmodels: four seasonal models plus Croston/SBA for intermittent
+demand, one interface, rolling-origin backtests.
 
 Every model is a small object with ``fit(y_train)`` and ``forecast(horizon, levels=(0.8, 0.95))``.
 The training series is a pandas Series of demand (requests/s) on a regular DatetimeIndex (hourly for
@@ -30,10 +31,10 @@ Models (seasons are counted in steps of the series: 24 = a day, 168 = a week of 
     Local-constant seasonal smoothing (``seasonal_deg=0``) so that the repeated last cycle is not an
     extrapolation.
 
-Log models (``log=True``, the default except for the baseline) work on z = log(y + c), with the offset
-c chosen per training series (``Transform.choose``) and recorded on the fitted model
-(``model.transform_``) and in every backtest row (column ``transform``): c = 0 (a plain log) when all
-demand is positive, otherwise c = the smallest positive value of the series (its resolution: for
+Log models (``log=True``, the default except for the baseline) work on z = log(y + c), with the
+offset c chosen per training series (``Transform.choose``) and recorded on the fitted model
+(``model.transform_``) and in every backtest row (column ``transform``): c = 0 (a plain log) when
+all demand is positive, otherwise c = the smallest positive value of the series (its resolution: for
 integer counts that is log1p exactly), unless ``offset=`` states it. Zeros are therefore accepted;
 negative demand is an error. The column ``mean`` is the back-transformed model-scale mean,
 exp(mean_z) - c, which is the forecast *median* in requests/s, not its mean (the mean of a
@@ -48,6 +49,11 @@ sub-hourly series (mean rate per hour when there are two weeks of history, else 
 daily seasonality); ``classify_demand`` puts a series in the Syntetos-Boylan classes (smooth,
 erratic, intermittent, lumpy) and ``default_models(series=...)`` gives intermittent or lumpy series
 the Croston/SBA model (``CrostonSBA``) instead of the log-scale models.
+
+``CrostonSBA``
+    Croston's method with the Syntetos-Boylan bias correction for intermittent demand: a flat rate
+    (smoothed non-zero size / smoothed interval), intervals from the demand probability and the
+    empirical sizes (lower bounds 0). Identity scale.
 
 A full SARIMA with a 168-step season is deliberately not offered: its state dimension (> 168) makes
 each likelihood evaluation slow and the fit fragile; Fourier terms and MSTL carry the weekly pattern
@@ -251,8 +257,8 @@ class Transform:
         neg = np.flatnonzero(values < 0)
         if neg.size:
             i = int(neg[0])
-            raise ValueError(f"y_train: demand must be >= 0 for a log model, row {i} ({y.index[i]}) "
-                             f"is {_show(values[i])}; use log=False for signed data")
+            raise ValueError(f"y_train: demand must be >= 0 for a log model, row {i} "
+                             f"({y.index[i]}) is {_show(values[i])}; use log=False for signed data")
         if offset is not None:
             if not (isinstance(offset, (int, float, np.integer, np.floating))
                     and not isinstance(offset, bool) and math.isfinite(offset) and offset >= 0):
@@ -715,7 +721,7 @@ class CrostonSBA(Forecaster):
             self.size_, self.interval_, self._sizes = 0.0, math.inf, np.zeros(1)
             return
         sizes = z[nz]
-        gaps = np.diff(np.r_[-1, nz]).astype(float)  # steps since the previous demand (first: from start)
+        gaps = np.diff(np.r_[-1, nz]).astype(float)  # steps since the previous demand (or start)
         size, gap = sizes[0], gaps[0]
         for q, g in zip(sizes[1:], gaps[1:]):
             size += self.alpha * (q - size)
@@ -748,7 +754,7 @@ class CrostonSBA(Forecaster):
 ADI_CUTOFF = 1.32
 """Syntetos-Boylan-Croston (2005) cut-off of the average inter-demand interval (steps)."""
 CV2_CUTOFF = 0.49
-"""Syntetos-Boylan-Croston (2005) cut-off of the squared coefficient of variation of demand sizes."""
+"""Syntetos-Boylan-Croston (2005) cut-off of the squared coefficient of variation of sizes."""
 
 
 @dataclass(frozen=True)
@@ -776,7 +782,7 @@ class DemandClass:
 
     @property
     def seasonal_zeros(self) -> bool:
-        """True when the zeros fall in a daily pattern and demand is regular in the active phases."""
+        """True when the zeros fall in a daily pattern and demand is regular when active."""
         return self.active_adi is not None and self.active_adi < ADI_CUTOFF
 
     @property
@@ -885,7 +891,8 @@ def to_hourly(series: pd.Series) -> pd.Series:
     step = _step(y.index)
     hour = pd.Timedelta(hours=1)
     if step > hour or hour % step != pd.Timedelta(0):
-        raise ValueError(f"series: step {step} does not divide an hour; to_hourly cannot average it")
+        raise ValueError(f"series: step {step} does not divide an hour; to_hourly cannot "
+                         "average it")
     per_hour = int(hour // step)
     grouped = y.resample("h")
     mean, count = grouped.mean(), grouped.count()

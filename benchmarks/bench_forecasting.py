@@ -103,9 +103,11 @@ def peer_comparison(series: pd.Series, setup: dict, n_origins: int, label: str) 
     except ImportError:
         print("\npeer comparison skipped: statsforecast is not installed. It is not in the lock, "
               "and statsforecast 2.1.1 pins pandas < 3, so install it beside the kit, not into "
-              ".venv:\n  python3 -m venv /tmp/sf && echo \"$PWD/.venv/lib/python3.11/site-packages\" "
-              "> /tmp/sf/lib/python3.11/site-packages/kit.pth\n  /tmp/sf/bin/pip install "
-              "statsforecast && /tmp/sf/bin/python benchmarks/bench_forecasting.py")
+              ".venv:\n  python3 -m venv /tmp/sf && echo "
+              "\"$PWD/.venv/lib/python3.11/site-packages\" "
+              "> /tmp/sf/lib/python3.11/site-packages/kit.pth\n"
+              "  /tmp/sf/bin/pip install statsforecast && /tmp/sf/bin/python "
+              "benchmarks/bench_forecasting.py")
         return
     initial, horizon, step, max_train = (setup["initial"], setup["horizon"], setup["step"],
                                          setup["max_train"])

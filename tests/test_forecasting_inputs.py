@@ -18,7 +18,7 @@ H = fc.WEEK
 
 
 def counts_with_night_zeros(days: int = 28, seed: int = 1) -> pd.Series:
-    """Hourly request counts of a small market: Poisson, a daily wave that is 0 for ~10 h a night."""
+    """Hourly request counts of a small market: Poisson, a daily wave, 0 for ~10 h a night."""
     rng = np.random.default_rng(seed)
     t = np.arange(days * 24)
     lam = np.maximum(0.0, 6 * np.sin(2 * np.pi * (t % 24 - 6) / 24) + 1) \

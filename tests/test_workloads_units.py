@@ -65,7 +65,8 @@ def test_the_unit_flows_into_the_backtest(tmp_path):
     counts = rng.poisson(3600 * 2.0, 24 * 6)
     s, _ = load_trace(write_counts(tmp_path, counts), unit="count")
     assert 1.9 < s.mean() < 2.1          # requests/s, not 7200
-    bt = fc.backtest(s, {"sn": lambda: fc.SeasonalNaive(season=24)}, initial=96, horizon=24, step=24)
+    bt = fc.backtest(s, {"sn": lambda: fc.SeasonalNaive(season=24)}, initial=96, horizon=24,
+                     step=24)
     assert bt.attrs["unit"] == "requests/s"
 
 
