@@ -120,6 +120,8 @@ def peer_comparison(series: pd.Series, setup: dict, n_origins: int, label: str) 
         "sf_auto_arima": lambda: AutoARIMA(season_length=PEER_SEASON),
         "sf_mstl": lambda: MSTL(season_length=[24, 168], trend_forecaster=AutoETS(model="ZZN")),
     }
+    print(f"\npeer comparison running (statsforecast {statsforecast.__version__}, "
+          f"{len(peers)} models x {len(origins)} origins; AutoARIMA takes minutes)", flush=True)
     # untimed warm-up: statsforecast compiles its numba kernels on first use
     warm = pd.DataFrame({"unique_id": "w", "ds": pd.date_range("2020-01-06", periods=400,
                                                                  freq="h"),
@@ -160,6 +162,7 @@ def peer_comparison(series: pd.Series, setup: dict, n_origins: int, label: str) 
             frame["n_warnings"] = 0
             frames.append(frame)
         cpu[name] = time.process_time() - c0
+        print(f"  {name}: {len(origins)} origins fitted in {cpu[name]:.1f} CPU s", flush=True)
     table = fc.accuracy_table(pd.concat(frames, ignore_index=True))
     table["cpu_s"] = pd.Series(cpu)
     print(f"\npeer comparison: the kit's models vs statsforecast {statsforecast.__version__} on "
