@@ -1,4 +1,5 @@
-"""Demand forecasting on statsmodels: four models, one interface, rolling-origin backtests.
+"""Demand forecasting on statsmodels: four seasonal models plus Croston/SBA for intermittent
+demand, one interface, rolling-origin backtests.
 
 Every model is a small object with ``fit(y_train)`` and ``forecast(horizon, levels=(0.8, 0.95))``.
 The training series is a pandas Series of demand (requests/s) on a regular DatetimeIndex (hourly for
@@ -30,9 +31,29 @@ Models (seasons are counted in steps of the series: 24 = a day, 168 = a week of 
     Local-constant seasonal smoothing (``seasonal_deg=0``) so that the repeated last cycle is not an
     extrapolation.
 
-Log models (``log=True``, the default except for the baseline) report as ``mean`` the
-back-transformed log-scale mean, i.e. the forecast *median* in requests/s (no bias adjustment: the
-median is the MAE-optimal point forecast); interval bounds are exact back-transformed quantiles.
+Log models (``log=True``, the default except for the baseline) work on z = log(y + c), with the
+offset c chosen per training series (``Transform.choose``) and recorded on the fitted model
+(``model.transform_``) and in every backtest row (column ``transform``): c = 0 (a plain log) when
+all demand is positive, otherwise c = the smallest positive value of the series (its resolution: for
+integer counts that is log1p exactly), unless ``offset=`` states it. Zeros are therefore accepted;
+negative demand is an error. The column ``mean`` is the back-transformed model-scale mean,
+exp(mean_z) - c, which is the forecast *median* in requests/s, not its mean (the mean of a
+log-normal forecast is higher, exp(mean_z + var_z / 2) - c; no bias adjustment is made: the median
+is the MAE-optimal point forecast). Interval bounds are quantiles, and quantiles map exactly through
+the monotone back-transform. Every column of every model is then clipped at 0: a bound below 0 is
+the quantile of max(Y, 0) (demand cannot be negative), so no forecast is ever negative.
+
+Other series. ``seasonal_periods`` derives the seasons from the step and the history length (a day
+and, with at least two weeks of history, a week); ``prepare_demand`` applies the kit's rule for
+sub-hourly series (mean rate per hour when there are two weeks of history, else the native step with
+daily seasonality); ``classify_demand`` puts a series in the Syntetos-Boylan classes (smooth,
+erratic, intermittent, lumpy) and ``default_models(series=...)`` gives intermittent or lumpy series
+the Croston/SBA model (``CrostonSBA``) instead of the log-scale models.
+
+``CrostonSBA``
+    Croston's method with the Syntetos-Boylan bias correction for intermittent demand: a flat rate
+    (smoothed non-zero size / smoothed interval), intervals from the demand probability and the
+    empirical sizes (lower bounds 0). Identity scale.
 
 A full SARIMA with a 168-step season is deliberately not offered: its state dimension (> 168) makes
 each likelihood evaluation slow and the fit fragile; Fourier terms and MSTL carry the weekly pattern
@@ -50,9 +71,13 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from .checks import show as _show
 
 DAY = 24
 """Daily season of an hourly series (steps)."""
@@ -63,6 +88,16 @@ DEFAULT_LEVELS = (0.8, 0.95)
 _EPOCH = pd.Timestamp("1970-01-05")
 
 __all__ = [
+    "ADI_CUTOFF",
+    "CV2_CUTOFF",
+    "CrostonSBA",
+    "DemandClass",
+    "SeasonalPeriods",
+    "Transform",
+    "classify_demand",
+    "prepare_demand",
+    "seasonal_periods",
+    "to_hourly",
     "DAY",
     "DEFAULT_LEVELS",
     "WEEK",
@@ -92,9 +127,9 @@ __all__ = [
 
 def _check_int(value, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name}={value!r}: must be an integer >= {minimum}")
+        raise ValueError(f"{name}={_show(value)}: must be an integer >= {minimum}")
     if value < minimum:
-        raise ValueError(f"{name}={value!r}: must be >= {minimum}")
+        raise ValueError(f"{name}={_show(value)}: must be >= {minimum}")
     return int(value)
 
 
@@ -102,15 +137,15 @@ def _check_levels(levels) -> tuple[float, ...]:
     try:
         out = tuple(float(v) for v in levels)
     except TypeError as exc:
-        raise ValueError(f"levels={levels!r}: must be a sequence of probabilities in (0, 1)") \
+        raise ValueError(f"levels={_show(levels)}: must be a sequence of probabilities in (0, 1)") \
             from exc
     if not out:
         raise ValueError("levels=(): give at least one interval level, e.g. (0.8, 0.95)")
     for v in out:
         if not (0.0 < v < 1.0) or math.isnan(v):
-            raise ValueError(f"levels={levels!r}: level {v!r} is not in (0, 1)")
+            raise ValueError(f"levels={_show(levels)}: level {_show(v)} is not in (0, 1)")
     if len(set(out)) != len(out):
-        raise ValueError(f"levels={levels!r}: duplicated level")
+        raise ValueError(f"levels={_show(levels)}: duplicated level")
     return out
 
 
@@ -137,7 +172,7 @@ def _check_series(y, name: str, min_length: int = 1) -> pd.Series:
     if bad.size:
         i = int(bad[0])
         raise ValueError(f"{name}: {bad.size} missing or non-finite value(s), first at row {i} "
-                         f"({y.index[i]}): {y.iloc[i]!r}; fill or interpolate gaps first")
+                         f"({y.index[i]}): {_show(y.iloc[i])}; fill or interpolate gaps first")
     if len(y) >= 2:
         step = np.diff(y.index.asi8)
         back = np.flatnonzero(step <= 0)
@@ -197,6 +232,68 @@ class _Captured:
                 for w in self.records]
 
 
+# ------------------------------------------------------------------------------------ transform
+
+@dataclass(frozen=True)
+class Transform:
+    """The model-scale transform of demand: z = log(y + offset) (``kind="log"``) or z = y
+    (``kind="none"``); ``offset`` in the units of the series (requests/s).
+
+    ``inverse`` maps model-scale quantiles back (monotone, so quantiles map exactly) and clips at 0.
+    """
+
+    kind: str = "none"
+    offset: float = 0.0
+
+    @classmethod
+    def choose(cls, y: pd.Series, log: bool, offset: float | None = None) -> Transform:
+        """The transform of one training series: identity without ``log``; with ``log``, the stated
+        ``offset`` if given, else 0 when all values are positive, else the smallest positive value
+        (the data's resolution; log1p for integer counts). Negative demand, an all-zero series or a
+        stated offset of 0 on a series with zeros: ValueError naming the row."""
+        if not log:
+            return cls("none", 0.0)
+        values = y.to_numpy(dtype=float)
+        neg = np.flatnonzero(values < 0)
+        if neg.size:
+            i = int(neg[0])
+            raise ValueError(f"y_train: demand must be >= 0 for a log model, row {i} "
+                             f"({y.index[i]}) is {_show(values[i])}; use log=False for signed data")
+        if offset is not None:
+            if not (isinstance(offset, (int, float, np.integer, np.floating))
+                    and not isinstance(offset, bool) and math.isfinite(offset) and offset >= 0):
+                raise ValueError(f"offset={_show(offset)}: must be a number >= 0 (requests/s)")
+        if offset is not None:
+            zero = np.flatnonzero(values + offset <= 0)
+            if zero.size:
+                i = int(zero[0])
+                raise ValueError(f"offset={_show(offset)}: row {i} ({y.index[i]}) is "
+                                 f"{_show(values[i])}, so log(y + offset) is undefined; use "
+                                 "offset=None (chosen from the data) or a positive offset")
+            return cls("log", float(offset))
+        if values.min() > 0:
+            return cls("log", 0.0)
+        positive = values[values > 0]
+        if positive.size == 0:
+            raise ValueError(f"y_train: all {values.size} values are 0; nothing to model on a log "
+                             "scale (use CrostonSBA, or SeasonalNaive, which forecasts 0)")
+        return cls("log", float(positive.min()))
+
+    def forward(self, y: np.ndarray) -> np.ndarray:
+        y = np.asarray(y, dtype=float)
+        return np.log(y + self.offset) if self.kind == "log" else y
+
+    def inverse(self, z: np.ndarray) -> np.ndarray:
+        z = np.asarray(z, dtype=float)
+        y = np.exp(z) - self.offset if self.kind == "log" else z
+        return np.maximum(y, 0.0)
+
+    def __str__(self) -> str:
+        if self.kind == "none":
+            return "none"
+        return "log(y)" if self.offset == 0 else f"log(y + {self.offset:.6g})"
+
+
 # ------------------------------------------------------------------------------------- base model
 
 class Forecaster:
@@ -205,8 +302,12 @@ class Forecaster:
     name = "forecaster"
     min_length = 2 * WEEK
 
-    def __init__(self, log: bool = False):
+    def __init__(self, log: bool = False, offset: float | None = None):
         self.log = bool(log)
+        if offset is not None:
+            Transform.choose(pd.Series([1.0]), True, offset)  # validates the number only
+        self.offset = offset
+        self.transform_: Transform | None = None
         self.fit_warnings: list[str] = []
         self._index: pd.DatetimeIndex | None = None
 
@@ -219,14 +320,13 @@ class Forecaster:
         raise NotImplementedError  # pragma: no cover - abstract
 
     def fit(self, y_train: pd.Series) -> Forecaster:
-        """Fit to a regular series of demand (requests/s); returns self."""
+        """Fit to a regular series of demand (requests/s, >= 0; zeros allowed); returns self.
+
+        The transform chosen for this series is kept in ``transform_`` (see ``Transform.choose``).
+        """
         y = _check_series(y_train, "y_train", self.min_length)
-        if self.log and (y <= 0).any():
-            i = int(np.flatnonzero(y.to_numpy() <= 0)[0])
-            raise ValueError(f"y_train: log=True needs positive demand, row {i} ({y.index[i]}) "
-                             f"is {y.iloc[i]!r}; "
-                             "use log=False or add an offset")
-        z = np.log(y.to_numpy()) if self.log else y.to_numpy()
+        self.transform_ = Transform.choose(y, self.log, self.offset)
+        z = self.transform_.forward(y.to_numpy())
         with _Captured() as cap:
             self._fit(z, y.index)
         self.fit_warnings = cap.messages
@@ -234,7 +334,9 @@ class Forecaster:
         return self
 
     def forecast(self, horizon: int, levels: Sequence[float] = DEFAULT_LEVELS) -> pd.DataFrame:
-        """Point forecast ``mean`` and interval bounds (requests/s), next ``horizon`` steps."""
+        """Point forecast ``mean`` and interval bounds (requests/s, >= 0), next ``horizon`` steps.
+
+        For log models ``mean`` is the forecast median (see the module doc)."""
         if self._index is None:
             raise ValueError(f"{type(self).__name__}: call fit(y_train) before forecast()")
         horizon = _check_int(horizon, "horizon")
@@ -243,7 +345,7 @@ class Forecaster:
         with _Captured() as cap:
             mean, bounds = self._predict(horizon, levels, future)
         self.fit_warnings = self.fit_warnings + cap.messages
-        back = np.exp if self.log else (lambda a: a)
+        back = self.transform_.inverse
         out = {"mean": back(np.asarray(mean, dtype=float))}
         for level in levels:
             lo, hi = bounds[level]
@@ -279,8 +381,8 @@ class SeasonalNaive(Forecaster):
 
     name = "seasonal_naive"
 
-    def __init__(self, season: int = WEEK, log: bool = False):
-        super().__init__(log=log)
+    def __init__(self, season: int = WEEK, log: bool = False, offset: float | None = None):
+        super().__init__(log=log, offset=offset)
         self.season = _check_int(season, "season")
         self.min_length = 2 * self.season
         self._z: np.ndarray | None = None
@@ -331,6 +433,11 @@ class ETSForecaster(Forecaster):
     Intervals: normal on the log scale with variance = ETS forecast variance of D + training
     variance of e.
 
+    ``season == block`` (e.g. ``block=24, season=24`` for a series shorter than two weeks): the
+    block means have no season left (``level_season_`` = 1, ETS(A,N,N) on daily means) and the
+    whole daily pattern is carried by the hour-of-day shape q; the seasonality is not dropped
+    (tested). ``level_season_`` records the season (in blocks) of the ETS part of each fit.
+
     Why not ETS on the hourly values: fitted hour by hour, ETS drives alpha to ~0.9 (a near random
     walk on hourly noise that persists for the whole horizon); on the e-commerce series that lost to
     seasonal naive.
@@ -339,12 +446,13 @@ class ETSForecaster(Forecaster):
     name = "ets"
 
     def __init__(self, block: int = DAY, season: int = WEEK, trend: str | None = None,
-                 log: bool = True, maxiter: int = 200):
-        super().__init__(log=log)
+                 log: bool = True, maxiter: int = 200, offset: float | None = None):
+        super().__init__(log=log, offset=offset)
         self.block = _check_int(block, "block", minimum=1)
         self.season = _check_int(season, "season", minimum=2)
         if self.season % self.block:
-            raise ValueError(f"season={season}: must be a whole number of blocks of {block} steps")
+            raise ValueError(f"season={_show(season)}: must be a whole number of blocks of "
+                             f"{_show(block)} steps")
         if trend not in (None, "add", "damped"):
             raise ValueError(f"trend={trend!r}: expected None, 'add' or 'damped'")
         self.trend = trend
@@ -367,6 +475,7 @@ class ETSForecaster(Forecaster):
         self._resid_var = float(np.mean(e ** 2))
         self._phase_end = phase[-1]
         m = self.season // self.block
+        self.level_season_ = m
         # statsmodels' heuristic start needs 10 + 2 * (m // 2) blocks; below that (under ~16 days of
         # hourly data) the initial states are estimated with the smoothing parameters instead
         init = "heuristic" if nb >= 10 + 2 * (m // 2) else "estimated"
@@ -438,12 +547,12 @@ class FourierARMA(Forecaster):
     def __init__(self, daily_order: int = 8, weekly_order: int = 10,
                  order: tuple[int, int, int] = (1, 0, 1), trend: str = "c",
                  exog: pd.DataFrame | None = None, log: bool = True, maxiter: int = 50,
-                 daily: int = DAY, weekly: int = WEEK):
-        super().__init__(log=log)
+                 daily: int = DAY, weekly: int = WEEK, offset: float | None = None):
+        super().__init__(log=log, offset=offset)
         self.daily_order = _check_int(daily_order, "daily_order", minimum=0)
         self.weekly_order = _check_int(weekly_order, "weekly_order", minimum=0)
         if len(tuple(order)) != 3:
-            raise ValueError(f"order={order!r}: expected (p, d, q) of non-negative integers")
+            raise ValueError(f"order={_show(order)}: expected (p, d, q) of non-negative integers")
         self.order = tuple(_check_int(v, "order", minimum=0) for v in order)
         if trend not in ("c", "ct"):
             raise ValueError(f"trend={trend!r}: expected 'c' (intercept) or 'ct' (intercept and "
@@ -464,7 +573,8 @@ class FourierARMA(Forecaster):
         self.exog = exog
         self.maxiter = _check_int(maxiter, "maxiter")
         self.daily, self.weekly = _check_int(daily, "daily"), _check_int(weekly, "weekly")
-        self.min_length = 2 * self.weekly
+        # two cycles of the longest season actually modelled (no weekly terms: two days)
+        self.min_length = 2 * (self.weekly if self.weekly_order > 0 else self.daily)
         self.dropped_exog: list[str] = []
 
     def _exog_for(self, index: pd.DatetimeIndex, what: str) -> pd.DataFrame:
@@ -532,14 +642,14 @@ class MSTLForecaster(Forecaster):
     def __init__(self, periods: Sequence[int] = (DAY, WEEK),
                  order: tuple[int, int, int] = (2, 0, 0), log: bool = True, maxiter: int = 50,
                  iterate: int = 2, windows: int | Sequence[int] | None = 25,
-                 stl_kwargs: Mapping | None = None):
-        super().__init__(log=log)
+                 stl_kwargs: Mapping | None = None, offset: float | None = None):
+        super().__init__(log=log, offset=offset)
         periods = tuple(_check_int(p, "periods", minimum=2) for p in periods)
         if not periods:
             raise ValueError("periods=(): give at least one seasonal period, e.g. (24, 168)")
         self.periods = tuple(sorted(periods))
         if len(tuple(order)) != 3:
-            raise ValueError(f"order={order!r}: expected (p, d, q)")
+            raise ValueError(f"order={_show(order)}: expected (p, d, q)")
         self.order = tuple(_check_int(v, "order", minimum=0) for v in order)
         self.maxiter = _check_int(maxiter, "maxiter")
         self.iterate = _check_int(iterate, "iterate")
@@ -549,7 +659,7 @@ class MSTLForecaster(Forecaster):
             self.windows = tuple(int(w) for w in windows)
         if self.windows is not None and (len(self.windows) != len(self.periods)
                                          or any(w < 3 or w % 2 == 0 for w in self.windows)):
-            raise ValueError(f"windows={windows!r}: odd integers >= 3, one per period")
+            raise ValueError(f"windows={_show(windows)}: odd integers >= 3, one per period")
         default_stl = {"seasonal_deg": 0, "seasonal_jump": 1, "trend_jump": 5, "low_pass_jump": 3}
         self.stl_kwargs = default_stl if stl_kwargs is None else dict(stl_kwargs)
         self.min_length = 2 * max(self.periods) + 1  # MSTL drops periods >= half the data length
@@ -578,17 +688,275 @@ class MSTLForecaster(Forecaster):
         return mean, _normal_bounds(mean, np.asarray(fc.var_pred_mean, dtype=float), levels)
 
 
-def default_models(exog: pd.DataFrame | None = None) -> dict[str, Callable[[], Forecaster]]:
-    """The kit's four models as name -> factory (a fresh unfitted model per call), for ``backtest``.
+class CrostonSBA(Forecaster):
+    """Croston's method with the Syntetos-Boylan approximation (SBA), for intermittent demand.
 
-    ``exog`` (e.g. ``event_dummies(series.index, us_retail_events(...))``) goes to the Fourier-ARMA
-    model.
+    Non-zero demand sizes and the intervals between them (in steps) are smoothed separately by
+    simple exponential smoothing with ``alpha`` (initialised at the first size and first
+    interval); the forecast per step is the flat rate (1 - alpha/2) * size / interval (SBA,
+    Syntetos & Boylan 2005; ``variant="croston"`` omits the factor, which is biased upwards).
+    Intervals: demand occurs in a step with probability 1/interval, and its size is drawn from the
+    training sizes, so the q-quantile is 0 for q <= 1 - 1/interval and the training sizes'
+    empirical quantile at (q - (1 - 1/interval)) * interval above. Identity transform (no log).
     """
+
+    name = "croston_sba"
+
+    def __init__(self, alpha: float = 0.1, variant: str = "sba"):
+        super().__init__(log=False)
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.integer, np.floating)) \
+                or not 0 < alpha <= 1:
+            raise ValueError(f"alpha={_show(alpha)}: must be a number in (0, 1]")
+        if variant not in ("sba", "croston"):
+            raise ValueError(f"variant={_show(variant)}: expected 'sba' or 'croston'")
+        self.alpha, self.variant = float(alpha), variant
+        self.min_length = 2
+
+    def _fit(self, z, index):
+        if (z < 0).any():
+            i = int(np.flatnonzero(z < 0)[0])
+            raise ValueError(f"y_train: demand must be >= 0, row {i} ({index[i]}) is {_show(z[i])}")
+        nz = np.flatnonzero(z > 0)
+        if nz.size == 0:
+            self.size_, self.interval_, self._sizes = 0.0, math.inf, np.zeros(1)
+            return
+        sizes = z[nz]
+        gaps = np.diff(np.r_[-1, nz]).astype(float)  # steps since the previous demand (or start)
+        size, gap = sizes[0], gaps[0]
+        for q, g in zip(sizes[1:], gaps[1:]):
+            size += self.alpha * (q - size)
+            gap += self.alpha * (g - gap)
+        self.size_, self.interval_ = float(size), float(max(gap, 1.0))
+        self._sizes = sizes
+
+    def _predict(self, horizon, levels, future):
+        if not math.isfinite(self.interval_):
+            zero = np.zeros(horizon)
+            return zero, {level: (zero, zero) for level in levels}
+        factor = 1.0 - self.alpha / 2 if self.variant == "sba" else 1.0
+        mean = np.full(horizon, factor * self.size_ / self.interval_)
+        p_demand = 1.0 / self.interval_
+        out = {}
+        for level in levels:
+            bounds = []
+            for q in (0.5 - level / 2, 0.5 + level / 2):
+                if q <= 1.0 - p_demand:
+                    bounds.append(np.zeros(horizon))
+                else:
+                    qs = min(1.0, (q - (1.0 - p_demand)) / p_demand)
+                    bounds.append(np.full(horizon, float(np.quantile(self._sizes, qs))))
+            out[level] = (bounds[0], bounds[1])
+        return mean, out
+
+
+# ------------------------------------------------------------------------------ series diagnosis
+
+ADI_CUTOFF = 1.32
+"""Syntetos-Boylan-Croston (2005) cut-off of the average inter-demand interval (steps)."""
+CV2_CUTOFF = 0.49
+"""Syntetos-Boylan-Croston (2005) cut-off of the squared coefficient of variation of sizes."""
+
+
+@dataclass(frozen=True)
+class DemandClass:
+    """Syntetos-Boylan classification of a demand series.
+
+    adi: average inter-demand interval, steps per non-zero value (n / n_nonzero; 1 = demand every
+    step); cv2: squared coefficient of variation of the non-zero sizes; zero_share: fraction of
+    steps with zero demand; category: "smooth" (adi < 1.32, cv2 < 0.49), "erratic" (adi < 1.32),
+    "intermittent" (adi >= 1.32, cv2 < 0.49) or "lumpy" (both above).
+
+    The classification was made for non-seasonal series; a small market with no demand at night is
+    "intermittent" by ADI although its zeros are predictable. So ``active_adi`` repeats the ADI on
+    the phases of the day (``period`` steps) where demand is non-zero at least half of the time:
+    below 1.32 the zeros are seasonal (``seasonal_zeros``) and the seasonal log-scale models apply.
+    """
+
+    adi: float
+    cv2: float
+    zero_share: float
+    n: int
+    category: str
+    period: int | None = None
+    active_adi: float | None = None
+
+    @property
+    def seasonal_zeros(self) -> bool:
+        """True when the zeros fall in a daily pattern and demand is regular when active."""
+        return self.active_adi is not None and self.active_adi < ADI_CUTOFF
+
+    @property
+    def intermittent(self) -> bool:
+        """True for the intermittent and lumpy classes whose zeros are not just seasonal
+        (Croston/SBA territory)."""
+        return self.category in ("intermittent", "lumpy") and not self.seasonal_zeros
+
+    def advice(self) -> str:
+        """One readable sentence: the class, its numbers and what to forecast it with."""
+        head = (f"{self.category} demand (Syntetos-Boylan: ADI {self.adi:.2f} steps per demand, "
+                f"CV2 of sizes {self.cv2:.2f}; {100 * self.zero_share:.0f}% of the {self.n} steps "
+                "are 0)")
+        if self.intermittent:
+            return (head + ": demand is absent in most steps, so a continuous model of log demand "
+                    "has no level to follow at this step; forecast the mean rate with CrostonSBA, "
+                    "or aggregate to a longer step (e.g. days) where demand is regular")
+        if self.seasonal_zeros and self.category in ("intermittent", "lumpy"):
+            return (head + f"; the zeros are seasonal (ADI {self.active_adi:.2f} in the active "
+                    f"phases of the {self.period}-step day): the seasonal log-scale models apply")
+        return head + ": the seasonal log-scale models apply"
+
+
+def classify_demand(series, period: int | None = None) -> DemandClass:
+    """Classify demand (a Series or array, >= 0) by ADI and CV2 (Syntetos, Boylan & Croston 2005).
+
+    ``period``: steps per day for the seasonal-zeros check (see ``DemandClass``); default: from a
+    Series' DatetimeIndex (``seasonal_periods``), none for an array.
+    """
+    if period is None and isinstance(series, pd.Series) and isinstance(series.index,
+                                                                        pd.DatetimeIndex):
+        with contextlib.suppress(ValueError):
+            period = seasonal_periods(series).daily
+    if period is not None:
+        period = _check_int(period, "period")
+    y = np.asarray(series, dtype=float).ravel()
+    if y.size == 0 or not np.isfinite(y).all():
+        raise ValueError("series: need a non-empty series of finite values")
+    if (y < 0).any():
+        i = int(np.flatnonzero(y < 0)[0])
+        raise ValueError(f"series: demand must be >= 0, row {i} is {_show(y[i])}")
+    sizes = y[y > 0]
+    if sizes.size == 0:
+        return DemandClass(math.inf, math.nan, 1.0, int(y.size), "lumpy")
+    adi = y.size / sizes.size
+    cv2 = float(np.var(sizes) / np.mean(sizes) ** 2) if sizes.size > 1 else 0.0
+    smooth_gap = adi < ADI_CUTOFF
+    smooth_size = cv2 < CV2_CUTOFF
+    category = ("smooth" if smooth_size else "erratic") if smooth_gap else \
+        ("intermittent" if smooth_size else "lumpy")
+    active_adi = None
+    if period is not None and period > 1 and y.size >= 2 * period:
+        phase = np.arange(y.size) % period
+        nonzero_share = np.bincount(phase, weights=(y > 0).astype(float), minlength=period) \
+            / np.bincount(phase, minlength=period)
+        active = nonzero_share[phase] >= 0.5
+        if active.any() and (y[active] > 0).any():
+            active_adi = float(active.sum() / (y[active] > 0).sum())
+    return DemandClass(float(adi), cv2, float(1 - sizes.size / y.size), int(y.size), category,
+                       period, active_adi)
+
+
+@dataclass(frozen=True)
+class SeasonalPeriods:
+    """Seasons of a series in steps: ``daily`` (1 day / step), ``weekly`` (7 days / step, None
+    with less than two weeks of history); ``season`` = the longest one (seasonal naive, MASE)."""
+
+    step: pd.Timedelta
+    daily: int
+    weekly: int | None
+    history: pd.Timedelta
+
+    @property
+    def season(self) -> int:
+        return self.weekly if self.weekly is not None else self.daily
+
+    @property
+    def periods(self) -> tuple[int, ...]:
+        return (self.daily,) if self.weekly is None else (self.daily, self.weekly)
+
+
+def seasonal_periods(series) -> SeasonalPeriods:
+    """Daily and weekly periods (steps) from the step of a regular series and its history length.
+
+    The step must divide a day (1 min, 5 min, 1 h, ...). The weekly season is used only with at
+    least two weeks of history (two cycles to estimate it from)."""
+    index = series.index if isinstance(series, pd.Series) else series
+    if not isinstance(index, pd.DatetimeIndex) or len(index) < 2:
+        raise ValueError("series: need a Series on a DatetimeIndex with at least two timestamps")
+    step = _step(index)
+    day = pd.Timedelta(days=1)
+    if step <= pd.Timedelta(0) or day % step != pd.Timedelta(0):
+        raise ValueError(f"series: step {step} does not divide a day; resample to a step that does "
+                         "(e.g. to_hourly)")
+    daily = int(day // step)
+    history = step * len(index)
+    weekly = 7 * daily if history >= pd.Timedelta(days=14) else None
+    return SeasonalPeriods(step, daily, weekly, history)
+
+
+def to_hourly(series: pd.Series) -> pd.Series:
+    """Mean rate per hour: each hour [t, t + 1 h) gets the mean of the samples stamped inside it
+    (a rate in requests/s stays a rate in requests/s). The step must divide an hour; hours with
+    fewer samples than 1 h / step (the partial first and last hours) are dropped."""
+    y = _check_series(series, "series", 2)
+    step = _step(y.index)
+    hour = pd.Timedelta(hours=1)
+    if step > hour or hour % step != pd.Timedelta(0):
+        raise ValueError(f"series: step {step} does not divide an hour; to_hourly cannot "
+                         "average it")
+    per_hour = int(hour // step)
+    grouped = y.resample("h")
+    mean, count = grouped.mean(), grouped.count()
+    full = count == per_hour
+    first, last = np.flatnonzero(full.to_numpy())[[0, -1]] if full.any() else (0, -1)
+    out = mean.iloc[first:last + 1]
+    if not full.iloc[first:last + 1].all():
+        bad = out.index[~full.iloc[first:last + 1].to_numpy()][0]
+        raise ValueError(f"series: the hour {bad} has fewer than {per_hour} samples; fill the gap "
+                         "first")
+    out.index = pd.DatetimeIndex(out.index, freq="h", name="timestamp")
+    return out.rename(series.name)
+
+
+def prepare_demand(series: pd.Series) -> tuple[pd.Series, str]:
+    """The kit's rule for the step of a demand series, returned as (series, rule sentence).
+
+    Hourly or longer steps: unchanged. Sub-hourly steps with at least two weeks of history: the
+    mean rate per hour (``to_hourly``; daily and weekly seasons of 24 and 168). Sub-hourly with
+    less: the native step, daily season only (e.g. 1440 steps at 1 min), because a weekly season
+    cannot be estimated from less than two cycles.
+    """
+    y = _check_series(series, "series", 2)
+    sp = seasonal_periods(y)
+    if sp.step >= pd.Timedelta(hours=1):
+        return y, f"step {sp.step} kept; seasons {sp.periods} steps"
+    if sp.weekly is not None:
+        hourly = to_hourly(y)
+        return hourly, (f"step {sp.step} resampled to the mean rate per hour ({len(hourly)} hours, "
+                        f"{sp.history} of history); seasons (24, 168) h")
+    return y, (f"step {sp.step} kept (history {sp.history} < 14 days: no weekly season); daily "
+               f"season {sp.daily} steps")
+
+
+def default_models(exog: pd.DataFrame | None = None,
+                   series: pd.Series | None = None) -> dict[str, Callable[[], Forecaster]]:
+    """The kit's models as name -> factory (a fresh unfitted model per call), for ``backtest``.
+
+    Without ``series``: the four hourly models (seasons 24 and 168), as tuned on the e-commerce
+    series. With ``series``: seasons from ``seasonal_periods(series)`` (so any step dividing a
+    day, and a daily season only when the history is under two weeks); an intermittent or lumpy
+    series (``classify_demand``) gets seasonal naive and ``CrostonSBA`` instead of the log-scale
+    models. ``exog`` (e.g. ``event_dummies(series.index, us_retail_events(...))``) goes to the
+    Fourier-ARMA model.
+    """
+    if series is None:
+        return {
+            "seasonal_naive": lambda: SeasonalNaive(season=WEEK),
+            "ets": lambda: ETSForecaster(),
+            "fourier_arma": lambda: FourierARMA(exog=exog),
+            "mstl_arima": lambda: MSTLForecaster(),
+        }
+    y = _check_series(series, "series", 2)
+    sp = seasonal_periods(y)
+    if classify_demand(y).intermittent:
+        return {"seasonal_naive": lambda: SeasonalNaive(season=sp.season),
+                "croston_sba": lambda: CrostonSBA()}
+    weekly = sp.weekly if sp.weekly is not None else sp.daily
     return {
-        "seasonal_naive": lambda: SeasonalNaive(season=WEEK),
-        "ets": lambda: ETSForecaster(),
-        "fourier_arma": lambda: FourierARMA(exog=exog),
-        "mstl_arima": lambda: MSTLForecaster(),
+        "seasonal_naive": lambda: SeasonalNaive(season=sp.season),
+        "ets": lambda: ETSForecaster(block=sp.daily, season=sp.season),
+        "fourier_arma": lambda: FourierARMA(exog=exog, daily=sp.daily, weekly=weekly,
+                                            weekly_order=10 if sp.weekly is not None else 0),
+        "mstl_arima": lambda: MSTLForecaster(periods=sp.periods),
     }
 
 
@@ -699,24 +1067,24 @@ def mean_width(lower, upper) -> float:
 # --------------------------------------------------------------------------------------- backtest
 
 def _blas_threads(n: int | None):
-    """Limit BLAS threads while fitting (needs the optional threadpoolctl package, else a no-op).
+    """Limit BLAS threads while fitting (threadpoolctl, pinned in requirements.lock).
 
     Each fit works on small matrices (2,000 x 40): multi-threaded OpenBLAS only adds overhead, and
-    on a loaded 2-core machine it made the Fourier-ARMA fits ~10x slower. Without threadpoolctl,
-    start Python with OPENBLAS_NUM_THREADS=1 for the same effect.
+    on a loaded 2-core machine it made the Fourier-ARMA fits ~10x slower.
     """
     if n is None:
         return contextlib.nullcontext()
     try:
         from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
+    except ImportError as exc:  # a broken environment, not an option: say so instead of ignoring it
+        raise ImportError(f"blas_threads={n}: needs threadpoolctl (in requirements.lock; "
+                          "run `make setup`), or pass blas_threads=None") from exc
     return threadpool_limits(limits=n, user_api="blas")
 
 
 def backtest(series: pd.Series, models: Mapping[str, Callable[[], Forecaster]], initial: int,
              horizon: int, step: int, levels: Sequence[float] = DEFAULT_LEVELS,
-             max_train: int | None = None, season: int = WEEK,
+             max_train: int | None = None, season: int | None = None,
              blas_threads: int | None = 1) -> pd.DataFrame:
     """Rolling-origin backtest: refit every model at each origin and forecast ``horizon`` steps.
 
@@ -727,19 +1095,23 @@ def backtest(series: pd.Series, models: Mapping[str, Callable[[], Forecaster]], 
 
     Returns a tidy DataFrame, one row per model, origin and step ahead: ``model, origin`` (last
     training timestamp), ``train_start, n_train, h, timestamp, actual, mean, loNN, hiNN ...``,
-    ``mase_scale`` (the origin's in-sample seasonal-naive MAE at ``season``), ``season`` and
-    ``n_warnings`` (captured statsmodels warnings of that fit). ``attrs['warnings']`` holds the
-    warning texts counted per model.
+    ``mase_scale`` (the origin's in-sample seasonal-naive MAE at ``season``), ``season``,
+    ``transform`` (the model-scale transform of that fit, e.g. ``log(y)``, ``log(y + 0.5)``,
+    ``none``) and ``n_warnings`` (captured statsmodels warnings of that fit).
+    ``attrs['warnings']`` holds the warning texts counted per model, ``attrs['demand_class']`` the
+    Syntetos-Boylan class of the series (``classify_demand``) and ``attrs['unit']`` the series'
+    ``attrs['unit']`` when it has one (``workloads.load_trace`` sets it).
 
-    ``season`` (steps) sets the MASE scale and the minimum training length (two seasons).
-    ``blas_threads`` limits BLAS threads during the fits when threadpoolctl is installed (None:
-    leave as is). Bad arguments raise ValueError naming the parameter before anything is fitted; a
+    ``season`` (steps; default: ``seasonal_periods(series).season``, 168 for two weeks or more of
+    hourly data) sets the MASE scale and the minimum training length (two seasons).
+    ``blas_threads`` limits BLAS threads during the fits through threadpoolctl (None: leave as
+    is). Bad arguments raise ValueError naming the parameter before anything is fitted; a
     model failing at an origin raises with the model name and origin.
     """
     y = _check_series(series, "series")
     horizon = _check_int(horizon, "horizon")
     step = _check_int(step, "step")
-    season = _check_int(season, "season")
+    season = seasonal_periods(y).season if season is None else _check_int(season, "season")
     initial = _check_int(initial, "initial")
     levels = _check_levels(levels)
     if initial < 2 * season:
@@ -770,10 +1142,10 @@ def backtest(series: pd.Series, models: Mapping[str, Callable[[], Forecaster]], 
             which = "max_train" if max_train is not None and max_train < initial else "initial"
             raise ValueError(f"{which}={shortest}: model {name!r} needs at least {need} "
                              "training points")
-        if getattr(probe, "log", False) and (y <= 0).any():
-            i = int(np.flatnonzero(y.to_numpy() <= 0)[0])
+        if getattr(probe, "log", False) and (y < 0).any():
+            i = int(np.flatnonzero(y.to_numpy() < 0)[0])
             raise ValueError(f"series: model {name!r} uses log=True but row {i} ({y.index[i]}) "
-                             f"is {y.iloc[i]!r}; demand must be positive")
+                             f"is {_show(y.iloc[i])}; demand must be >= 0")
 
     if blas_threads is not None:
         blas_threads = _check_int(blas_threads, "blas_threads")
@@ -817,37 +1189,47 @@ def backtest(series: pd.Series, models: Mapping[str, Callable[[], Forecaster]], 
                 frame[col] = fc[col].to_numpy()
             frame["mase_scale"] = scale
             frame["season"] = season
+            frame["transform"] = str(getattr(model, "transform_", None) or "n/a")
             frame["n_warnings"] = len(msgs)
             frames.append(frame)
     out = pd.concat(frames, ignore_index=True)
     out.attrs["warnings"] = {name: dict(sorted(c.items())) for name, c in warn_counts.items()}
     out.attrs["levels"] = list(levels)
+    dc = classify_demand(y) if (y >= 0).all() else None
+    out.attrs["demand_class"] = None if dc is None else dc.category
+    if series.attrs.get("unit") is not None:
+        out.attrs["unit"] = series.attrs["unit"]
     return out
 
 
-def accuracy_table(backtest_df: pd.DataFrame, season: int = WEEK,
+def accuracy_table(backtest_df: pd.DataFrame, season: int | None = None,
                    baseline: str | None = "seasonal_naive") -> pd.DataFrame:
     """One row per model: MAE, RMSE (requests/s), sMAPE (%), MASE, interval coverage and mean width
     per level.
 
-    MASE scales each absolute error by its origin's in-sample seasonal-naive MAE at ``season``
-    (Hyndman & Koehler 2006) and averages over all origins and steps. ``mase_vs_<baseline>`` is the
+    MASE scales each absolute error by its origin's in-sample seasonal-naive MAE at the season the
+    backtest used (Hyndman & Koehler 2006; its ``season`` column, so the season is given once, to
+    ``backtest``; passing a different ``season`` here is an error) and averages over all origins
+    and steps. ``attrs['best']`` names the model with the lowest MASE (the baseline included).
+    ``mase_vs_<baseline>`` is the
     model's MASE over the baseline model's (below 1: better than the baseline); ``baseline=None``
     leaves it out. Columns: ``n_origins, n_forecasts, mae, rmse, smape, mase, mase_vs_<baseline>,
     coverageNN, widthNN ..., n_warnings`` (fits with warnings summed over origins).
     """
-    season = _check_int(season, "season")
     needed = {"model", "origin", "actual", "mean", "mase_scale", "season", "n_warnings"}
     if not isinstance(backtest_df, pd.DataFrame) or not needed <= set(backtest_df.columns):
         missing = sorted(needed - set(getattr(backtest_df, "columns", [])))
         raise ValueError(f"backtest_df: not a backtest() result (missing columns {missing})")
-    seasons = set(backtest_df["season"].unique())
-    if seasons != {season}:
-        raise ValueError(f"season={season}: the backtest scaled MASE with season "
-                         f"{sorted(seasons)}; "
-                         f"rerun backtest(..., season={season})")
+    seasons = sorted(int(v) for v in backtest_df["season"].unique())
+    if len(seasons) != 1:
+        raise ValueError(f"backtest_df: mixes MASE seasons {seasons}; use one backtest() result")
+    if season is not None and _check_int(season, "season") != seasons[0]:
+        raise ValueError(f"season={_show(season)}: the backtest scaled MASE with season "
+                         f"{seasons[0]}; leave season out, or rerun backtest(..., season={season})")
     cols = set(backtest_df.columns)
-    level_tags = [c[2:] for c in backtest_df.columns if c.startswith("lo") and f"hi{c[2:]}" in cols]
+    level_tags = [c[2:] for c in backtest_df.columns
+                  if c.startswith("lo") and f"hi{c[2:]}" in cols
+                  and c[2:].replace(".", "").isdigit()]
     rows = []
     for name, g in backtest_df.groupby("model", sort=False):
         a, f = g["actual"].to_numpy(), g["mean"].to_numpy()
@@ -868,8 +1250,10 @@ def accuracy_table(backtest_df: pd.DataFrame, season: int = WEEK,
     table = pd.DataFrame(rows).set_index("model")
     if baseline is not None:
         if baseline not in table.index:
-            raise ValueError(f"baseline={baseline!r}: no such model in the backtest "
+            raise ValueError(f"baseline={_show(baseline)}: no such model in the backtest "
                              f"(models: {list(table.index)}); pass baseline=None to skip the ratio")
         table.insert(table.columns.get_loc("mase") + 1, f"mase_vs_{baseline}",
                      table["mase"] / table.loc[baseline, "mase"])
+    table.attrs["best"] = str(table["mase"].idxmin())
+    table.attrs["season"] = seasons[0]
     return table

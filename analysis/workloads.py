@@ -24,6 +24,14 @@ non_numeric    "error", "drop"             a value that is not a finite number (
 
 Error messages name the file, the line in the file (header = line 1) and the offending value, e.g.
 ``api-01.csv line 57: value 'abc' is not a number``. Files are parsed with the csv module: no pickle, no eval.
+
+Units. Neither file format says what ``Value`` measures, so :func:`load_trace` / :func:`load_frame` need it:
+``unit="requests/s"`` (a rate: kept as is), ``unit="count"`` (the number of requests in each sampling
+interval: divided by the interval in seconds, e.g. 3600 for hourly counts, and returned in requests/s), or
+nothing for a file of the dataset registry (matched by sha256), whose registered unit is recorded as it
+stands (no conversion). Any other file without a unit is an error: a count per hour read as requests/s would
+be 3600x too high. The unit is recorded in ``report.unit`` (what the file holds), ``report.series_unit``
+(what the returned values are in), ``report.conversion`` and ``series.attrs["unit"]``.
 """
 from __future__ import annotations
 
@@ -48,8 +56,14 @@ from .atomic import atomic_write_text
 __all__ = [
     "TraceReport", "Gap", "Duplicate", "Workload", "Event", "load_trace", "load_frame", "demand",
     "synthetic_demand", "write_synthetic_defaults", "synthetic_checksums", "nab_anomalies", "nab_windows",
-    "DEFAULT_EVENTS", "REGULAR_GRID", "SYNTHETIC_FILE", "SYNTHETIC_DEFAULTS", "POLICIES",
+    "DEFAULT_EVENTS", "REGULAR_GRID", "SYNTHETIC_FILE", "SYNTHETIC_DEFAULTS", "POLICIES", "UNITS",
 ]
+
+#: Units a caller can state for ``Value`` (see the module docstring): rate or count per sampling interval.
+UNITS: dict[str, str] = {
+    "requests/s": "a rate in requests/s (kept as is)",
+    "count": "the number of requests in each sampling interval (divided by the interval in seconds)",
+}
 
 POLICIES: dict[str, tuple[str, ...]] = {
     "unsorted": ("error", "sort"),
@@ -116,6 +130,9 @@ class TraceReport:
     labelled: int = 0
     repairs: list[str] = field(default_factory=list)
     policy: dict[str, str] = field(default_factory=dict)
+    unit: str = ""
+    series_unit: str = ""
+    conversion: str = ""
 
     @property
     def missing_steps(self) -> int:
@@ -143,6 +160,8 @@ class TraceReport:
                          + _listing(self.gaps) + ")")
         if self.negatives:
             lines.append(f"  negative values: {self.negatives}")
+        if self.unit:
+            lines.append(f"  unit: {self.unit}" + (f"; {self.conversion}" if self.conversion else ""))
         lines += [f"  repair: {r}" for r in self.repairs] or ["  repairs: none"]
         return "\n".join(lines)
 
@@ -251,14 +270,49 @@ def _parse_value(raw: str) -> float:
     return value if math.isfinite(value) else math.nan
 
 
-def load_frame(path: str | os.PathLike, *, unsorted: str = "error", duplicates: str = "error",
-               gaps: str = "keep", negative: str = "error",
+def _registered(path: Path) -> datasets.Dataset | None:
+    """The registry entry whose sha256 is that of the file, or None."""
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+    return next((d for d in datasets.REGISTRY.values() if d.sha256 == digest), None)
+
+
+def _resolve_unit(path: Path, unit: str | None) -> tuple[str, bool]:
+    """(unit recorded for the file, whether values are counts per interval to convert to requests/s)."""
+    if unit is not None and (not isinstance(unit, str) or unit not in UNITS):
+        ds = _registered(path) if isinstance(unit, str) else None
+        if ds is not None and unit == ds.units:
+            return unit, False
+        raise ValueError(f"unit={checks.show(unit)}: must be one of "
+                         + "; ".join(f"{k!r} ({v})" for k, v in UNITS.items())
+                         + (f", or the registered unit {ds.units!r}" if ds is not None else ""))
+    if unit is None:
+        ds = _registered(path)
+        if ds is None:
+            raise ValueError(
+                f"{path.name}: unit not stated; pass unit='requests/s' if Value is a rate, or "
+                "unit='count' if it is the number of requests per sampling interval (converted to "
+                "requests/s by dividing by the interval, 3600 s for hourly counts). Only files of the "
+                "dataset registry carry a known unit")
+        return ds.units, False
+    ds = _registered(path)
+    if ds is not None and ds.units == "requests/s" and unit != "requests/s":
+        raise ValueError(f"unit={unit!r}: {path.name} is the registered dataset {ds.name!r}, whose Value is "
+                         f"{ds.units!r}; pass unit='requests/s' or leave unit out")
+    return unit, unit == "count"
+
+
+def load_frame(path: str | os.PathLike, *, unit: str | None = None, unsorted: str = "error",
+               duplicates: str = "error", gaps: str = "keep", negative: str = "error",
                non_numeric: str = "error") -> tuple[pd.DataFrame, TraceReport]:
     """Read a trace into a DataFrame (column "value", plus "label" 0/1 for the Microsoft format).
 
     The index is a DatetimeIndex named "timestamp" (tz-aware UTC for stamps with ``Z``/offset, naive for
-    NAB); it carries a ``freq`` when the result is regular. Policies: see the module docstring.
-    Returns ``(frame, report)``.
+    NAB); it carries a ``freq`` when the result is regular. ``unit``: "requests/s", "count" (per sampling
+    interval, converted to requests/s) or None for a registered dataset (see the module docstring).
+    Policies: see the module docstring. Returns ``(frame, report)``.
     """
     policy = dict(unsorted=unsorted, duplicates=duplicates, gaps=gaps, negative=negative,
                   non_numeric=non_numeric)
@@ -266,6 +320,7 @@ def load_frame(path: str | os.PathLike, *, unsorted: str = "error", duplicates: 
     path = Path(path)
     name = path.name
     raw = _read_rows(path)
+    file_unit, to_rate = _resolve_unit(path, unit)
     n_rows = len(raw.lines)
     repairs: list[str] = []
 
@@ -388,12 +443,24 @@ def load_frame(path: str | os.PathLike, *, unsorted: str = "error", duplicates: 
     frame.index.name = "timestamp"
     if interval is not None and len(frame) >= 2 and (np.diff(frame.index.asi8) == interval.value).all():
         frame.index = pd.DatetimeIndex(frame.index, freq=pd.tseries.frequencies.to_offset(interval))
+    series_unit, conversion = file_unit, ""
+    if to_rate:
+        if interval is None:
+            raise ValueError(f"{name}: unit='count' needs the sampling interval to convert counts to "
+                             "requests/s, and the file has fewer than two distinct timestamps")
+        seconds = interval.total_seconds()
+        frame["value"] = frame["value"] / seconds
+        series_unit = "requests/s"
+        conversion = (f"counts per {_fmt_td(interval)} interval divided by {seconds:g} s to requests/s")
+        file_unit = f"count per {_fmt_td(interval)}"
+    frame.attrs["unit"] = series_unit
 
     report = TraceReport(
         file=path, format=raw.fmt, rows=n_rows, rows_out=len(frame),
         start=frame.index[0] if len(frame) else None, end=frame.index[-1] if len(frame) else None,
         interval=interval, gaps=gap_list, duplicates=dup_groups, out_of_order=len(back), negatives=n_neg,
-        labelled=int(frame["label"].sum()) if "label" in frame else 0, repairs=repairs, policy=policy)
+        labelled=int(frame["label"].sum()) if "label" in frame else 0, repairs=repairs, policy=policy,
+        unit=file_unit, series_unit=series_unit, conversion=conversion)
     return frame, report
 
 
@@ -452,10 +519,15 @@ def _interpolate(frame: pd.DataFrame, gap_list: list[Gap], interval: pd.Timedelt
     return out
 
 
-def load_trace(path: str | os.PathLike, *, unsorted: str = "error", duplicates: str = "error",
-               gaps: str = "keep", negative: str = "error",
+def load_trace(path: str | os.PathLike, *, unit: str | None = None, unsorted: str = "error",
+               duplicates: str = "error", gaps: str = "keep", negative: str = "error",
                non_numeric: str = "error") -> tuple[pd.Series, TraceReport]:
     """Read a trace file (NAB or Microsoft format) as ``(series, report)``.
+
+    ``unit`` says what Value measures: "requests/s" (kept), "count" (requests per sampling interval,
+    divided by the interval in seconds: the series is then in requests/s), or None for a file of the
+    dataset registry (its registered unit, no conversion); otherwise ValueError. ``series.attrs["unit"]``
+    and ``report.unit`` / ``report.series_unit`` / ``report.conversion`` record it.
 
     The series is named "value" with a DatetimeIndex; the Microsoft ``Label`` column is available through
     :func:`load_frame` (same arguments) or :func:`demand`. Strict by default: out-of-order rows, duplicated
@@ -463,9 +535,11 @@ def load_trace(path: str | os.PathLike, *, unsorted: str = "error", duplicates: 
     and listed in the report. Repairs happen only through the policy arguments and are listed in
     ``report.repairs``.
     """
-    frame, report = load_frame(path, unsorted=unsorted, duplicates=duplicates, gaps=gaps,
+    frame, report = load_frame(path, unit=unit, unsorted=unsorted, duplicates=duplicates, gaps=gaps,
                                negative=negative, non_numeric=non_numeric)
-    return frame["value"], report
+    series = frame["value"]
+    series.attrs["unit"] = report.series_unit
+    return series, report
 
 
 # ================================================================================================ NAB labels
@@ -543,7 +617,7 @@ def demand(name: str = "ecommerce-api-rps", data_dir: str | os.PathLike | None =
     path = datasets.locate(name, data_dir)
     if path is not None:
         try:
-            frame, report = load_frame(path, **policy)
+            frame, report = load_frame(path, unit=ds.units if ds.units in UNITS else None, **policy)
         except ValueError as exc:
             raise ValueError(f"{exc}. To get a regular grid with both repairs recorded, call "
                              f"demand({name!r}, ..., **workloads.REGULAR_GRID)") from None
@@ -567,7 +641,7 @@ def demand(name: str = "ecommerce-api-rps", data_dir: str | os.PathLike | None =
     if expected is None:
         raise ValueError(f"{synth}: no checksum in {paths.DATA_SYNTHETIC / 'SHA256SUMS'}")
     datasets.verify(synth, expected, what="synthetic default")
-    frame, report = load_frame(synth, **policy)
+    frame, report = load_frame(synth, unit="requests/s", **policy)  # the stand-in is generated in requests/s
     rel = synth.relative_to(paths.ROOT) if synth.is_relative_to(paths.ROOT) else synth
     label = f"synthetic default: {rel.as_posix()} (no real data found)"
     return Workload(name, frame["value"], label, [synth], False, frame.index[frame["label"] == 1], report,

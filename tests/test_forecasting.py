@@ -246,8 +246,9 @@ def test_backtest_rejects_bad_series_naming_the_row():
     with pytest.raises(ValueError, match="pandas Series"):
         fc.backtest(y.to_numpy(), **args)
     neg = y.copy()
-    neg.iloc[7] = 0.0
-    with pytest.raises(ValueError, match=r"model 'ets' uses log=True but row 7"):
+    neg.iloc[7] = -2.0
+    with pytest.raises(ValueError, match=r"model 'ets' uses log=True but row 7 .* is -2.0; "
+                                         r"demand must be >= 0"):
         fc.backtest(neg, {"ets": fc.ETSForecaster}, initial=2 * H, horizon=24, step=H)
 
 
@@ -259,7 +260,7 @@ def test_models_reject_bad_input():
         fc.SeasonalNaive().forecast(3)
     with pytest.raises(ValueError, match="horizon=0"):
         fc.SeasonalNaive().fit(y).forecast(0)
-    with pytest.raises(ValueError, match="log=True needs positive demand, row 3"):
+    with pytest.raises(ValueError, match=r"demand must be >= 0 for a log model, row 3 .* is -1.0;"):
         fc.FourierARMA().fit(y.where(np.arange(len(y)) != 3, -1.0))
     events = fc.event_dummies(y.index, {"promo": [y.index[30]]})   # no future rows
     with pytest.raises(ValueError, match="exog: no values for 24 forecast"):

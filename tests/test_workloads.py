@@ -43,28 +43,28 @@ def replace_line(text: str, line: int, new: str) -> str:
 def test_msft_format_quoted_utc_and_labels(tmp_path):
     text = msft_rows([10.5, 11, 12.25], labels=[0, 1, 0])
     text = text.replace(",11,", ',"11",')  # a quoted value, as in the real files
-    frame, report = load_frame(write(tmp_path, text))
+    frame, report = load_frame(write(tmp_path, text), unit="requests/s")
     assert str(frame.index.tz) == "UTC" and frame.index[0] == pd.Timestamp("2017-11-01", tz="UTC")
     assert frame["value"].tolist() == [10.5, 11.0, 12.25]
     assert frame["label"].tolist() == [0, 1, 0]
     assert report.format == "msft" and report.labelled == 1 and report.clean
     assert report.interval == pd.Timedelta("1h") and frame.index.freqstr == "h"
-    series, _ = load_trace(write(tmp_path, text))
+    series, _ = load_trace(write(tmp_path, text), unit="requests/s")
     assert series.name == "value" and series.equals(frame["value"])
 
 
 def test_nab_format_naive_crlf_bom_all_quoted(tmp_path):
     lf = nab_rows([1.0, 2.0, 3.0], step="5min")
-    a, _ = load_trace(write(tmp_path, lf, "a.csv"))
+    a, _ = load_trace(write(tmp_path, lf, "a.csv"), unit="requests/s")
     crlf = "\ufeff" + lf.replace("2.0", '"2.0"')
-    b, report = load_trace(write(tmp_path, crlf, "b.csv", newline="\r\n"))
+    b, report = load_trace(write(tmp_path, crlf, "b.csv", newline="\r\n"), unit="requests/s")
     assert a.index.tz is None and a.equals(b)
     assert report.format == "nab" and report.interval == pd.Timedelta("5min")
 
 
 def test_explicit_offset_is_converted_to_utc(tmp_path):
     text = MSFT_HEADER + '"2017-11-01T01:00:00+01:00",1,0\n"2017-11-01T01:00:00Z",2,0\n'
-    s, _ = load_trace(write(tmp_path, text))
+    s, _ = load_trace(write(tmp_path, text), unit="requests/s")
     assert list(s.index) == [pd.Timestamp("2017-11-01 00:00", tz="UTC"), pd.Timestamp("2017-11-01 01:00", tz="UTC")]
 
 
@@ -75,8 +75,8 @@ def test_shuffled_rows(tmp_path):
     path = write(tmp_path, "".join(shuffled), "shuffled.csv")
     with pytest.raises(ValueError, match=r"^shuffled\.csv line 4: timestamp '2014-01-01 01:00:00' is earlier "
                                          r"than '2014-01-01 03:00:00' on line 3"):
-        load_trace(path)
-    s, report = load_trace(path, unsorted="sort")
+        load_trace(path, unit="requests/s")
+    s, report = load_trace(path, unsorted="sort", unit="requests/s")
     assert s.index.is_monotonic_increasing and s.tolist() == [1, 2, 3, 4, 5, 6]
     assert report.out_of_order == 1 and any("sorted" in r and "line 4" in r for r in report.repairs)
 
@@ -85,12 +85,12 @@ def test_text_value(tmp_path):
     text = replace_line(nab_rows([1, 2, 3, 4]), 4, "2014-01-01 02:00:00,abc")
     path = write(tmp_path, text, "text.csv")
     with pytest.raises(ValueError, match=r"^text\.csv line 4: value 'abc' is not a number"):
-        load_trace(path)
-    s, report = load_trace(path, non_numeric="drop")
+        load_trace(path, unit="requests/s")
+    s, report = load_trace(path, non_numeric="drop", unit="requests/s")
     assert len(s) == 3 and pd.Timestamp("2014-01-01 02:00") not in s.index
     assert any("dropped 1 row" in r and "line 4 'abc'" in r for r in report.repairs)
     assert len(report.gaps) == 1 and report.gaps[0].missing == 1  # the dropped row leaves a reported gap
-    s2, report2 = load_trace(path, non_numeric="drop", gaps="interpolate")
+    s2, report2 = load_trace(path, non_numeric="drop", gaps="interpolate", unit="requests/s")
     assert s2.loc["2014-01-01 02:00"] == pytest.approx(3.0) and len(report2.repairs) == 2
 
 
@@ -98,7 +98,7 @@ def test_text_value(tmp_path):
 def test_other_non_numbers(tmp_path, bad):
     text = nab_rows([1, 2, 3]).replace("00:00,2\n", f'00:00,"{bad}"\n')
     with pytest.raises(ValueError, match=rf"line 3: value '{bad}' is not a number"):
-        load_trace(write(tmp_path, text, "x.csv"))
+        load_trace(write(tmp_path, text, "x.csv"), unit="requests/s")
 
 
 def test_duplicated_hour(tmp_path):
@@ -108,13 +108,13 @@ def test_duplicated_hour(tmp_path):
     path = write(tmp_path, text, "dup.csv")
     with pytest.raises(ValueError, match=r"^dup\.csv line 4: duplicate timestamp '2017-11-01T01:00:00Z' "
                                          r"\(first on line 3\)"):
-        load_trace(path)
-    mean, report = load_trace(path, duplicates="mean")
+        load_trace(path, unit="requests/s")
+    mean, report = load_trace(path, duplicates="mean", unit="requests/s")
     assert mean.loc["2017-11-01 01:00"] == pytest.approx(23.0) and len(mean) == 4
     assert report.rows == 5 and report.rows_out == 4
     assert report.duplicates[0].lines == (3, 4)
     assert any("merged 1 duplicated" in r and "lines 3, 4" in r for r in report.repairs)
-    first, _ = load_trace(path, duplicates="first")
+    first, _ = load_trace(path, duplicates="first", unit="requests/s")
     assert first.loc["2017-11-01 01:00"] == 20
 
 
@@ -122,11 +122,11 @@ def test_negative_value(tmp_path):
     text = replace_line(nab_rows([1, 2, 3]), 3, "2014-01-01 01:00:00,-2.5")
     path = write(tmp_path, text, "neg.csv")
     with pytest.raises(ValueError, match=r"^neg\.csv line 3: value '-2\.5' is negative"):
-        load_trace(path)
-    clipped, report = load_trace(path, negative="clip")
+        load_trace(path, unit="requests/s")
+    clipped, report = load_trace(path, negative="clip", unit="requests/s")
     assert clipped.tolist() == [1, 0, 3] and report.negatives == 1
     assert any("clipped to 0" in r and "lines 3" in r for r in report.repairs)
-    nan, report = load_trace(path, negative="nan")
+    nan, report = load_trace(path, negative="nan", unit="requests/s")
     assert np.isnan(nan.iloc[1]) and any("NaN" in r for r in report.repairs)
 
 
@@ -135,7 +135,7 @@ def test_negative_value(tmp_path):
 def test_missing_column(tmp_path, header, missing):
     path = write(tmp_path, f"{header}\n2014-01-01 00:00:00,1\n", "cols.csv")
     with pytest.raises(ValueError, match=rf"^cols\.csv line 1: header '{header}' has no '{missing}' column"):
-        load_trace(path)
+        load_trace(path, unit="requests/s")
 
 
 @pytest.mark.parametrize("content, message", [
@@ -145,29 +145,29 @@ def test_missing_column(tmp_path, header, missing):
 ])
 def test_empty_files(tmp_path, content, message):
     with pytest.raises(ValueError, match=message):
-        load_trace(write(tmp_path, content, "empty.csv"))
+        load_trace(write(tmp_path, content, "empty.csv"), unit="requests/s")
 
 
 @pytest.mark.parametrize("stamp", ["2014-13-45 00:00:00", "yesterday", "2014-01-01T02:00:00Z"])
 def test_unparsable_timestamp(tmp_path, stamp):
     text = replace_line(nab_rows([1, 2, 3, 4]), 4, f"{stamp},3")
     with pytest.raises(ValueError, match=rf"^ts\.csv line 4: timestamp '{stamp}' is not a time like"):
-        load_trace(write(tmp_path, text, "ts.csv"))
+        load_trace(write(tmp_path, text, "ts.csv"), unit="requests/s")
 
 
 def test_naive_stamp_in_utc_file(tmp_path):
     text = msft_rows([1, 2, 3]).replace('"2017-11-01T01:00:00Z"', '"2017-11-01 01:00:00"')
     with pytest.raises(ValueError, match=r"line 3: timestamp '2017-11-01 01:00:00' is not an ISO 8601 time "
                                          r"with a UTC designator"):
-        load_trace(write(tmp_path, text))
+        load_trace(write(tmp_path, text), unit="requests/s")
 
 
 def test_wrong_field_count_and_bad_label(tmp_path):
     text = msft_rows([1, 2, 3])
     with pytest.raises(ValueError, match=r"^api-01\.csv line 3: expected 3 fields"):
-        load_trace(write(tmp_path, text.replace(",2,0\n", ",2\n")))
+        load_trace(write(tmp_path, text.replace(",2,0\n", ",2\n")), unit="requests/s")
     with pytest.raises(ValueError, match=r"^api-01\.csv line 4: label 'yes' is not 0 or 1"):
-        load_trace(write(tmp_path, text.replace(",3,0\n", ",3,yes\n")))
+        load_trace(write(tmp_path, text.replace(",3,0\n", ",3,yes\n")), unit="requests/s")
 
 
 def test_first_problem_in_file_order_is_reported(tmp_path):
@@ -175,31 +175,31 @@ def test_first_problem_in_file_order_is_reported(tmp_path):
     text = replace_line(text, 5, "2014-01-01 03:00:00,oops")
     text = replace_line(text, 3, "bad-stamp,2")
     with pytest.raises(ValueError, match=r"line 3: timestamp 'bad-stamp'"):
-        load_trace(write(tmp_path, text, "order.csv"))
+        load_trace(write(tmp_path, text, "order.csv"), unit="requests/s")
 
 
 def test_gaps_keep_interpolate_error(tmp_path):
     text = nab_rows([0, 1, 2, 3, 4, 5, 6, 7])
     lines = text.splitlines(keepends=True)
     path = write(tmp_path, "".join(lines[:4] + lines[6:]), "gap.csv")  # drops 03:00 and 04:00
-    kept, report = load_trace(path)
+    kept, report = load_trace(path, unit="requests/s")
     assert len(kept) == 6 and report.repairs == []
     (gap,) = report.gaps
     assert (gap.after, gap.before, gap.missing, gap.line) == (
         pd.Timestamp("2014-01-01 02:00"), pd.Timestamp("2014-01-01 05:00"), 2, 5)
     assert "2 missing step" in report.summary()
-    filled, report = load_trace(path, gaps="interpolate")
+    filled, report = load_trace(path, gaps="interpolate", unit="requests/s")
     assert filled.tolist() == pytest.approx([0, 1, 2, 3, 4, 5, 6, 7])
     assert filled.index.freqstr == "h" and "interpolated 2 missing step(s)" in report.repairs[0]
     with pytest.raises(ValueError, match=r"^gap\.csv line 5: gap of 3 h after 2014-01-01 02:00:00"):
-        load_trace(path, gaps="error")
+        load_trace(path, gaps="error", unit="requests/s")
 
 
 def test_interpolation_leaves_nan_values_alone(tmp_path):
     text = nab_rows([1, -1, 3, 4, 5])
     lines = text.splitlines(keepends=True)
     path = write(tmp_path, "".join(lines[:4] + lines[5:]), "mix.csv")
-    s, _ = load_trace(path, negative="nan", gaps="interpolate")
+    s, _ = load_trace(path, negative="nan", gaps="interpolate", unit="requests/s")
     assert np.isnan(s.loc["2014-01-01 01:00"]) and s.loc["2014-01-01 03:00"] == pytest.approx(4.0)
 
 
@@ -207,9 +207,9 @@ def test_policy_arguments_are_checked(tmp_path):
     path = write(tmp_path, nab_rows([1, 2]), "ok.csv")
     for arg in ("unsorted", "duplicates", "gaps", "negative", "non_numeric"):
         with pytest.raises(ValueError, match=rf"^{arg}='bogus': must be one of"):
-            load_trace(path, **{arg: "bogus"})
+            load_trace(path, **{arg: "bogus"}, unit="requests/s")
     with pytest.raises(FileNotFoundError, match="no such file"):
-        load_trace(tmp_path / "absent.csv")
+        load_trace(tmp_path / "absent.csv", unit="requests/s")
 
 
 # ================================================================================================ real data
@@ -370,7 +370,8 @@ def test_committed_synthetic_matches_sha256sums():
     committed = paths.DATA_SYNTHETIC / workloads.SYNTHETIC_FILE
     sums = workloads.synthetic_checksums()
     assert sums[workloads.SYNTHETIC_FILE] == _sha(committed)
-    s, report = load_trace(committed)  # the strict loader reads it: same format as the Microsoft file
+    # the strict loader reads it: same format as the Microsoft file
+    s, report = load_trace(committed, unit="requests/s")
     assert report.rows == 6192 and report.clean and report.labelled > 0
 
 
@@ -380,7 +381,7 @@ def test_regenerated_synthetic_is_byte_identical(tmp_path):
     regenerated = tmp_path / workloads.SYNTHETIC_FILE
     assert _sha(regenerated) == workloads.synthetic_checksums()[workloads.SYNTHETIC_FILE]
     assert workloads.synthetic_checksums(tmp_path) == workloads.synthetic_checksums()
-    s, _ = load_trace(regenerated)
+    s, _ = load_trace(regenerated, unit="requests/s")
     assert np.array_equal(s.to_numpy(), workloads.synthetic_demand().to_numpy())
 
 
@@ -465,4 +466,5 @@ def test_synthetic_parameter_messages_show_plain_numbers():
         workloads.synthetic_demand(events=[("2017-11-02", np.float64(-2.0), np.int64(3))])
     assert "np." not in str(info.value)
     with pytest.raises(ValueError, match=r"^gaps='fill': must be one of"):
-        workloads.load_trace(paths.DATA_SYNTHETIC / workloads.SYNTHETIC_FILE, gaps=np.str_("fill"))
+        workloads.load_trace(paths.DATA_SYNTHETIC / workloads.SYNTHETIC_FILE, gaps=np.str_("fill"),
+                             unit="requests/s")
