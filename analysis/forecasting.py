@@ -1210,11 +1210,12 @@ def accuracy_table(backtest_df: pd.DataFrame, season: int | None = None,
     MASE scales each absolute error by its origin's in-sample seasonal-naive MAE at the season the
     backtest used (Hyndman & Koehler 2006; its ``season`` column, so the season is given once, to
     ``backtest``; passing a different ``season`` here is an error) and averages over all origins
-    and steps. ``attrs['best']`` names the model with the lowest MASE (the baseline included).
-    ``mase_vs_<baseline>`` is the
+    and steps. ``season`` repeats that season on every row; ``best`` is True on the row of the model
+    with the lowest MASE (the baseline included). ``mase_vs_<baseline>`` is the
     model's MASE over the baseline model's (below 1: better than the baseline); ``baseline=None``
-    leaves it out. Columns: ``n_origins, n_forecasts, mae, rmse, smape, mase, mase_vs_<baseline>,
-    coverageNN, widthNN ..., n_warnings`` (fits with warnings summed over origins).
+    leaves it out. Columns: ``n_origins, n_forecasts, season, mae, rmse, smape, mase,
+    mase_vs_<baseline>, coverageNN, widthNN ..., n_warnings`` (fits with warnings summed over
+    origins), ``best``.
     """
     needed = {"model", "origin", "actual", "mean", "mase_scale", "season", "n_warnings"}
     if not isinstance(backtest_df, pd.DataFrame) or not needed <= set(backtest_df.columns):
@@ -1237,6 +1238,7 @@ def accuracy_table(backtest_df: pd.DataFrame, season: int | None = None,
             "model": name,
             "n_origins": int(g["origin"].nunique()),
             "n_forecasts": len(g),
+            "season": seasons[0],
             "mae": mae(a, f),
             "rmse": rmse(a, f),
             "smape": smape(a, f),
@@ -1254,6 +1256,5 @@ def accuracy_table(backtest_df: pd.DataFrame, season: int | None = None,
                              f"(models: {list(table.index)}); pass baseline=None to skip the ratio")
         table.insert(table.columns.get_loc("mase") + 1, f"mase_vs_{baseline}",
                      table["mase"] / table.loc[baseline, "mase"])
-    table.attrs["best"] = str(table["mase"].idxmin())
-    table.attrs["season"] = seasons[0]
+    table["best"] = table.index == table["mase"].idxmin()
     return table

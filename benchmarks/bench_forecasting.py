@@ -172,7 +172,7 @@ def peer_comparison(series: pd.Series, setup: dict, n_origins: int, label: str) 
           f"{PEER_SEASON} h, MSTL 24 and 168 h)")
     print(table[["n_origins", "mae", "rmse", "smape", "mase", "mase_vs_seasonal_naive",
                  "coverage80", "coverage95", "width95", "cpu_s"]].round(3).to_string())
-    print(f"best model (lowest MASE): {table.attrs['best']}")
+    print(f"best model (lowest MASE): {table.index[table['best']][0]}")
 
 
 def main(argv=None) -> int:

@@ -208,7 +208,7 @@ def both_ways(model, replications, horizon, warmup=0.0, seed=3, **kw):
 def per_trial(result, service, metric):
     pt = result.per_trial
     return pt[(pt["service"] == service) & (pt["metric"] == metric)
-              & (pt["class"] == "all")]["value"].to_numpy()
+              & (pt["customer_class"] == "all")]["value"].to_numpy()
 
 
 def assert_same_mean(a, b, service, metric):
@@ -284,8 +284,8 @@ def test_random_and_capacity_weighted_pools_and_equal_priority_classes_agree_wit
         for metric in ("arrival_rate", "mean_response"):
             assert_same_mean(a, b, service, metric)
     for cls in ("read", "write"):
-        x = a.requests[a.requests["class"] == cls]["response"].mean()
-        y = b.requests[b.requests["class"] == cls]["response"].mean()
+        x = a.requests[a.requests["customer_class"] == cls]["response"].mean()
+        y = b.requests[b.requests["customer_class"] == cls]["response"].mean()
         assert x == pytest.approx(y, rel=0.1), cls
     assert_same_distribution(a, b, "api-0", "response")
     assert_same_distribution(a, b, None, "response")
