@@ -253,10 +253,15 @@ def _response_survival_vec(x: float, mu: float, theta: np.ndarray,
     pieces where a Python loop over theory calls would be slow.
     """
     z = (theta - mu) * x
+    y = np.abs(z)
     with np.errstate(divide="ignore", invalid="ignore"):
-        g = np.where(z == 0.0, 1.0, -np.expm1(-z) / np.where(z == 0.0, 1.0, z))
+        g = np.where(y == 0.0, 1.0, -np.expm1(-y) / np.where(y == 0.0, 1.0, y))  # in (0, 1]
     e = math.exp(-mu * x)
-    return (1.0 - p_wait) * e + p_wait * e * (1.0 + mu * x * g)
+    # theta >= mu: e^{-mu x} g(z); theta < mu: the same quantity is e^{-theta x} g(|z|), which
+    # does not overflow when theta -> 0 (see theory._response_survival)
+    with np.errstate(over="ignore", invalid="ignore"):
+        tail = np.where(z >= 0.0, e, np.exp(-np.asarray(theta, dtype=float) * x)) * g
+    return e + p_wait * mu * x * tail
 
 
 def _mixture_quantile(mu: float, theta: np.ndarray, p_wait: np.ndarray, weights: np.ndarray,
@@ -506,18 +511,16 @@ def server_hours(servers: pd.Series) -> float:
 
 
 def _instance_warmup(servers, warmup_s) -> float:
-    """warmup_s, or (None) the warm-up recorded by the policy in ``servers.attrs``, else 0."""
-    if warmup_s is None:
-        attrs = getattr(servers, "attrs", {}) or {}
-        warmup_s = attrs.get("warmup_s", 0.0)
+    """The instance warm-up (s) billed per scale-out: stated by the caller, never read from the
+    schedule (results are not kept in ``DataFrame.attrs``; issue 9)."""
     return checks.nonnegative("warmup_s", warmup_s)
 
 
-def warmup_server_hours(servers: pd.Series, warmup_s: float | None = None) -> float:
+def warmup_server_hours(servers: pd.Series, warmup_s: float = 0.0) -> float:
     """Billed, not serving server-hours: each scale-out of k servers was launched warmup_s earlier.
 
     The initial fleet (first value) is not counted: it is already warm when the window starts.
-    warmup_s=None takes the warm-up the policy recorded in ``servers.attrs`` (else 0).
+    warmup_s: the warm-up given to the policy (reactive_policy / predictive_policy), s.
     """
     w = _instance_warmup(servers, warmup_s)
     s, _ = _schedule_series(servers)
@@ -526,7 +529,7 @@ def warmup_server_hours(servers: pd.Series, warmup_s: float | None = None) -> fl
 
 
 def cost_summary(demand: pd.Series, servers, service_rate, *, price_per_server_hour: float = 1.0,
-                 warmup_s: float | None = None) -> pd.Series:
+                 warmup_s: float = 0.0) -> pd.Series:
     """Cost of a schedule: server-hours (serving + warm-up), idle server-hours, currency.
 
     idle = billed server-hours - busy server-hours, busy = offered load min(rate/service_rate,
@@ -748,9 +751,7 @@ def reactive_policy(demand: pd.Series, service_rate, *, target_utilisation: floa
         serving[k] = current
     index = pd.date_range(dem.index[0], periods=n, freq=pd.Timedelta(seconds=step),
                           name=dem.index.name)
-    out = pd.Series(serving, index=index, name="servers")
-    out.attrs.update(policy="reactive", warmup_s=float(warmup_s))
-    return out
+    return pd.Series(serving, index=index, name="servers")
 
 
 def predictive_policy(forecast: pd.DataFrame, service_rate, slo: SLO, *, column: str = "hi95",
@@ -784,7 +785,6 @@ def predictive_policy(forecast: pd.DataFrame, service_rate, slo: SLO, *, column:
     _as_index(forecast.index, "forecast")
     out = servers_from_forecast(forecast, service_rate, slo, column=column, headroom=headroom,
                                 min_servers=min_servers, max_servers=max_servers)
-    out.attrs.update(policy="predictive", warmup_s=w)
     return out
 
 
@@ -879,7 +879,7 @@ def _utilisation(rate: np.ndarray, c: np.ndarray, mu: float) -> np.ndarray:
 
 def evaluate_policy(demand: pd.Series, servers, service_rate, slo: SLO, *, name: str = "policy",
                     price_per_server_hour: float = 1.0,
-                    warmup_s: float | None = None) -> PolicyResult:
+                    warmup_s: float = 0.0) -> PolicyResult:
     """Analytic evaluation: Erlang C (steady-state M/M/c) in every piece of constant rate, servers.
 
     demand: requests/s per interval (hourly); servers: a schedule (Series on the demand's grid or a
@@ -890,7 +890,7 @@ def evaluate_policy(demand: pd.Series, servers, service_rate, slo: SLO, *, name:
     idle server-hours. summary: intervals, attainment (fraction of intervals meeting the SLO),
     overloaded_intervals, p99_response_s (of all requests in the window; inf when overloaded
     requests exceed 1%), worst_interval / worst_value, and the cost_summary fields. warmup_s:
-    instance warm-up billed per scale-out (None: the policy's own, from ``servers.attrs``).
+    instance warm-up billed per scale-out, s (give the policy's own warmup_s; default 0).
     """
     if not isinstance(slo, SLO):
         raise ValueError(f"slo: expected an SLO, got {type(slo).__name__}")
@@ -1067,7 +1067,8 @@ def compressed_pieces(demand: pd.Series, servers, service_rate, *, segment_s: fl
     the settle short (very near-critical pieces, long backlogs). Overloaded pieces (utilisation
     >= 1) are replayed for only min(D, min_piece_s): they count as violations whatever is
     simulated and a long replay only fills the queue. segment_s = interval_s (3600 for hourly
-    demand) reproduces the uncompressed system (no settling). ``attrs["max_in_system"]``: the cap.
+    demand) reproduces the uncompressed system (no settling). Column ``max_in_system``: the cap
+    on requests in the system (the same on every row).
     """
     mu = checks.positive("service_rate", service_rate)
     seg = checks.positive("segment_s", segment_s)
@@ -1114,7 +1115,7 @@ def compressed_pieces(demand: pd.Series, servers, service_rate, *, segment_s: fl
     out["relaxation_s"] = tau
     out["relaxed"] = ~over & (settle >= need * (1 - 1e-12))
     out["overloaded"] = over
-    out.attrs["max_in_system"] = cap
+    out["max_in_system"] = cap
     return out
 
 
@@ -1245,7 +1246,7 @@ def simulate_policy(demand: pd.Series, servers, service_rate, slo: SLO, *, name:
                     min_piece_s: float = 5.0, settle_factor: float = 3.0,
                     max_settle_s: float = 60.0, sim_warmup_s: float | None = None,
                     max_in_system: int | None = None, price_per_server_hour: float = 1.0,
-                    warmup_s: float | None = None, executor="auto",
+                    warmup_s: float = 0.0, executor="auto",
                     max_workers: int | None = None, path: str = "auto") -> PolicyResult:
     """ciw simulation (analysis.simulation.run_trials) of a schedule against time-varying demand.
 
@@ -1272,7 +1273,7 @@ def simulate_policy(demand: pd.Series, servers, service_rate, slo: SLO, *, name:
     max_in_system: cap on requests in the system (default: the largest fleet plus 2 s of its
     full-speed work, at least 50). sim_warmup_s: discarded lead-in at the first piece's rate and
     servers (default: that piece's replay, and at least its settle). warmup_s: instance warm-up,
-    for the billed server-hours only (None: the policy's own, from ``servers.attrs``).
+    for the billed server-hours only, s (give the policy's own warmup_s; default 0).
     """
     if not isinstance(slo, SLO):
         raise ValueError(f"slo: expected an SLO, got {type(slo).__name__}")
@@ -1286,7 +1287,7 @@ def simulate_policy(demand: pd.Series, servers, service_rate, slo: SLO, *, name:
                              settle_factor=settle_factor, max_settle_s=max_settle_s,
                              max_in_system=max_in_system)
     dem = _rate_series(demand, "demand")
-    cap = plan.attrs["max_in_system"]
+    cap = int(plan["max_in_system"].iloc[0])
     if sim_warmup_s is None:  # the first piece starts from an empty system: give it its settle too
         tau0 = float(plan["relaxation_s"].iloc[0])
         warm = float(plan["sim_s"].iloc[0])

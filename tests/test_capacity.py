@@ -186,6 +186,7 @@ def test_reactive_lags_a_step_change_by_delay_plus_warmup(delay, warm):
     assert first_up == step_at + pd.Timedelta(seconds=delay + warm)
     assert s[first_up] == 8                           # saturated: 4 busy / 0.5
     assert s.iloc[-1] == 16                           # settles at 40/5/0.5
+    assert s.attrs == {}                              # issue 9: nothing in attrs
 
 
 def test_reactive_scale_in_cooldown_and_step_limits():
@@ -235,11 +236,11 @@ def test_predictive_with_a_perfect_forecast_meets_the_slo_every_hour(trace):
     assert res.summary["attainment"] == 1.0 and res.summary["overloaded_intervals"] == 0
     assert (res.intervals["p_wait_exceeds"] <= 0.05).all()
     assert res.summary["warmup_server_hours"] > 0
-    # the policy records its warm-up: evaluation bills it without being told again
-    assert s.attrs["warmup_s"] == 300
-    assert cap.evaluate_policy(week, s, MU, slo).summary["warmup_server_hours"] == \
-        pytest.approx(res.summary["warmup_server_hours"])
-    assert cap.evaluate_policy(week, s, MU, slo, warmup_s=0).summary["warmup_server_hours"] == 0
+    # nothing is kept in attrs (issue 9): the warm-up billed is the one stated to the evaluation
+    assert s.attrs == {} and s.name == "servers"
+    assert res.summary["warmup_server_hours"] == pytest.approx(
+        cap.warmup_server_hours(s, warmup_s=300))
+    assert cap.evaluate_policy(week, s, MU, slo).summary["warmup_server_hours"] == 0
     # an under-forecast is not saved by the sizing: 20% low -> violations
     low = cap.predictive_policy(fc.assign(hi95=week * 0.8), MU, slo)
     assert cap.evaluate_policy(week, low, MU, slo).summary["attainment"] < 0.5
@@ -343,6 +344,7 @@ def test_simulation_bounds_and_flags_overloaded_hours(path):
     # (fluid backlog: 5 s replay at +10/s = 50, capped at 40 requests; drains at 20 - 10 = 10/s)
     plan = cap.compressed_pieces(dem, servers, MU, max_in_system=40)
     assert list(plan["sim_s"] - plan["settle_s"]) == [20.0, 5.0, 20.0]
+    assert (plan["max_in_system"] == 40).all() and plan.attrs == {}   # a column, not attrs
     assert plan["settle_s"].iloc[2] == pytest.approx(40 / 10)
     assert iv["p_wait_exceeds"].iloc[2] < 0.1 and not iv["violated"].iloc[2]
     assert res.replications["simulated_requests"].max() < 5000  # bounded: short compressed pieces
@@ -515,3 +517,22 @@ def test_frontier_and_savings(trace):
     with pytest.raises(ValueError, match="different SLOs"):
         other = cap.evaluate_policy(week, static, MU, cap.SLO.p99_response(2.0), name="x")
         cap.policy_frontier(results + [other])
+
+
+def test_one_server_near_saturation_does_not_crash_the_evaluations():
+    # Issue 11: one server at >= 99.35% utilisation raised OverflowError (expm1) in the response
+    # quantile, crashing evaluate_policy and simulate_policy.
+    mu = 0.5
+    dem = hourly([0.2, 0.497, 0.4999])
+    slo = cap.SLO.p99_response(60.0)
+    res = cap.evaluate_policy(dem, 1, mu, slo)
+    q = res.intervals["response_quantile_s"].to_numpy()
+    assert q[1:] == pytest.approx([-math.log(0.01) / (mu - r) for r in (0.497, 0.4999)], rel=1e-9)
+    assert not res.intervals["meets_slo"].iloc[1:].any()
+    sim = cap.simulate_policy(dem, 1, mu, slo, replications=2, seed=0)
+    assert sim.intervals["response_quantile_s_analytic"].to_numpy() == pytest.approx(q, rel=1e-12)
+    # the vectorised mixture survival agrees with theory there too (theta -> 0)
+    for lam in (0.497, 0.4999, 0.49999999):
+        t = theory.mmc_response_quantile(lam, mu, 1, 0.99)
+        got = cap._response_survival_vec(t, mu, np.array([mu - lam]), np.array([lam / mu]))[0]
+        assert got == pytest.approx(0.01, rel=1e-9)
