@@ -789,12 +789,14 @@ def predictive_policy(forecast: pd.DataFrame, service_rate, slo: SLO, *, column:
 
 
 def forecasts_at_lead(backtest_df: pd.DataFrame, model: str, lead_time_h: float) -> pd.DataFrame:
-    """Per target hour, the latest forecast issued at least ``lead_time_h`` h before it starts.
+    """Per target interval, the latest forecast issued at least ``lead_time_h`` h before it starts.
 
-    backtest_df: the result of analysis.forecasting.backtest. A forecast from origin T (last
-    observed hour, data complete at T + 1 h) for the hour starting at T + h is issued (h - 1) hours
-    before it starts. Returns the forecast columns (mean, loNN, hiNN), ``actual``, ``origin``, ``h``
-    and ``lead_h``, indexed by target timestamp; target hours with no eligible forecast are dropped.
+    backtest_df: the result of analysis.forecasting.backtest, at any step. A forecast from origin T
+    (the last observed interval, data complete at T + step) for the interval starting at T + h x
+    step is issued (h - 1) x step before it starts; ``lead_h`` is that time in hours (the step is
+    read from the timestamps: (timestamp - origin) / h). Returns the forecast columns (mean, loNN,
+    hiNN), ``actual``, ``origin``, ``h`` and ``lead_h``, indexed by target timestamp; target
+    intervals with no eligible forecast are dropped.
     """
     needed = {"model", "h", "timestamp", "origin"}
     if not isinstance(backtest_df, pd.DataFrame) or not needed <= set(backtest_df.columns):
@@ -805,11 +807,14 @@ def forecasts_at_lead(backtest_df: pd.DataFrame, model: str, lead_time_h: float)
     if g.empty:
         raise ValueError(f"model={model!r}: not in backtest_df "
                          f"(models: {sorted(backtest_df['model'].unique())})")
-    g = g.assign(lead_h=g["h"].astype(float) - 1.0)
+    h = g["h"].to_numpy(dtype=float)
+    ahead_h = ((pd.DatetimeIndex(g["timestamp"]) - pd.DatetimeIndex(g["origin"]))
+               / pd.Timedelta(hours=1)).to_numpy(dtype=float)
+    g = g.assign(lead_h=ahead_h * (h - 1.0) / h)          # (h - 1) steps, in hours
     g = g[g["lead_h"] >= lead - 1e-9]
     if g.empty:
         raise ValueError(f"lead_time_h={lead_time_h!r}: longer than every forecast in the backtest "
-                         f"(max h = {int(backtest_df['h'].max())})")
+                         f"(max h = {int(backtest_df['h'].max())} steps)")
     g = g.sort_values(["timestamp", "origin"]).groupby("timestamp", sort=True).tail(1)
     keep = [c for c in g.columns if c in ("mean", "actual", "origin", "h", "lead_h")
             or (c[:2] in ("lo", "hi") and c[2:].replace(".", "").isdigit())]
@@ -818,21 +823,48 @@ def forecasts_at_lead(backtest_df: pd.DataFrame, model: str, lead_time_h: float)
     return out
 
 
-def issued_forecasts(series: pd.Series, model_factory, start, end, *, lead_time_h: int = 1,
-                     refit_every_h: int = 24, max_train: int | None = None,
-                     levels: Sequence[float] = (0.8, 0.95)) -> pd.DataFrame:
-    """Forecasts for the hours [start, end) as a predictive autoscaler would have had them.
+def _model_history(model_factory) -> tuple[int, int]:
+    """(training points the model needs, its season in steps), asked of a fresh model.
 
-    The model (a factory returning an analysis.forecasting model) is refitted every
-    ``refit_every_h`` hours on the data before each origin (at most ``max_train`` points) and each
-    target hour gets the most recent forecast issued at least ``lead_time_h`` hours before it starts
-    (see ``forecasts_at_lead``).
+    ``min_length`` is the model's own minimum (analysis.forecasting models have one); the season
+    is its ``season`` attribute, else half its minimum (two seasons of history), at least 1.
+    """
+    if not callable(model_factory):
+        raise ValueError(f"model_factory: expected a callable returning a model, "
+                         f"got {type(model_factory).__name__}")
+    probe = model_factory()
+    need = int(getattr(probe, "min_length", 1) or 1)
+    season = getattr(probe, "season", None)
+    season = int(season) if season is not None else max(1, need // 2)
+    return max(need, 2 * season, 1), season
+
+
+def issued_forecasts(series: pd.Series, model_factory, start, end, *, lead_time_h: float = 1,
+                     refit_every_h: float = 24, max_train: int | None = None,
+                     levels: Sequence[float] = (0.8, 0.95)) -> pd.DataFrame:
+    """Forecasts for the intervals [start, end) as a predictive autoscaler would have had them.
+
+    series: demand (requests/s) on a regular DatetimeIndex of any step (1 min, 1 h, ...). The
+    model (a factory returning an analysis.forecasting model) is refitted every ``refit_every_h``
+    hours (a whole number of steps) on the data before each origin (at most ``max_train`` points)
+    and each target interval gets the most recent forecast issued at least ``lead_time_h`` hours
+    before it starts (see ``forecasts_at_lead``). History needed before start - lead_time_h: what
+    the model itself needs (its ``min_length``, and two of its seasons), not a fixed two weeks;
+    less gives a ValueError that says how much.
     """
     from analysis import forecasting
 
     y = _rate_series(series, "series")
-    lead = checks.integer("lead_time_h", lead_time_h, 0)
-    every = checks.integer("refit_every_h", refit_every_h, 1)
+    step_s = _step_seconds(y.index, "series")
+    lead_s = checks.nonnegative("lead_time_h", lead_time_h) * HOUR_S
+    every_s = checks.positive("refit_every_h", refit_every_h) * HOUR_S
+    lead = int(math.ceil(lead_s / step_s - 1e-9))        # steps between issue and target start
+    every = every_s / step_s
+    if abs(every - round(every)) > 1e-9 or round(every) < 1:
+        raise ValueError(f"refit_every_h={refit_every_h!r}: must be a whole number of series steps "
+                         f"({step_s:g} s)")
+    every = int(round(every))
+    need, season = _model_history(model_factory)
     t0, t1 = pd.Timestamp(start), pd.Timestamp(end)
     if t0.tzinfo is None and y.index.tz is not None:
         t0, t1 = t0.tz_localize(y.index.tz), t1.tz_localize(y.index.tz)
@@ -840,15 +872,21 @@ def issued_forecasts(series: pd.Series, model_factory, start, end, *, lead_time_
     pos1 = int(y.index.searchsorted(t1))
     if pos0 >= pos1 or pos1 > len(y):
         raise ValueError(f"start={start!r}, end={end!r}: not a non-empty window inside the series")
-    first_origin = pos0 - lead  # forecasts from this origin reach hour pos0 with h = lead + 1
+    first_origin = pos0 - lead  # forecasts from this origin reach step pos0 with h = lead + 1
     horizon = lead + every
-    if first_origin < 2 * forecasting.WEEK:
-        raise ValueError(f"start={start!r}: need two weeks of history before start - lead_time_h")
+    if first_origin < need:
+        raise ValueError(
+            f"start={start!r}: the model needs {need} points of history before start - "
+            f"lead_time_h (its minimum training length and two seasons of {season} steps); "
+            f"the series has {max(first_origin, 0)} there")
+    if max_train is not None and max_train < need:
+        raise ValueError(f"max_train={max_train!r}: the model needs at least {need} points")
     last = min(len(y), pos1 + horizon)
     bt = forecasting.backtest(y.iloc[:last], {"model": model_factory}, initial=first_origin,
-                              horizon=horizon, step=every, levels=levels, max_train=max_train)
-    out = forecasts_at_lead(bt, "model", lead)
-    stop = y.index[pos1 - 1] + pd.Timedelta(hours=1)
+                              horizon=horizon, step=every, levels=levels, max_train=max_train,
+                              season=season)
+    out = forecasts_at_lead(bt, "model", lead * step_s / HOUR_S)
+    stop = y.index[pos1 - 1] + pd.Timedelta(seconds=step_s)
     return out[(out.index >= y.index[pos0]) & (out.index < stop)]
 
 

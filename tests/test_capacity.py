@@ -536,3 +536,49 @@ def test_one_server_near_saturation_does_not_crash_the_evaluations():
         t = theory.mmc_response_quantile(lam, mu, 1, 0.99)
         got = cap._response_survival_vec(t, mu, np.array([mu - lam]), np.array([lam / mu]))[0]
         assert got == pytest.approx(0.01, rel=1e-9)
+
+
+def test_issued_forecasts_need_only_the_models_history():
+    # Issue 11: two weeks were demanded whatever the model; a daily seasonal naive needs two days.
+    from analysis.forecasting import SeasonalNaive
+
+    rng = np.random.default_rng(1)
+    base = 10 + 5 * np.sin(2 * np.pi * np.arange(5 * 24) / 24)
+    y = hourly(base + rng.normal(0, 0.3, len(base)))
+    start, end = y.index[3 * 24], y.index[4 * 24]
+    fc = cap.issued_forecasts(y, lambda: SeasonalNaive(season=24), start, end, lead_time_h=1,
+                              refit_every_h=24)
+    assert fc.index[0] == start and len(fc) == 24 and (fc["lead_h"] >= 1).all()
+    back = np.ceil(fc["h"].to_numpy() / 24).astype(int) * 24        # whole seasons back
+    assert np.allclose(fc["mean"],
+                       [y[t - pd.Timedelta(hours=int(k))] for t, k in zip(fc.index, back)])
+    # too little history: the error says what the model needs
+    with pytest.raises(ValueError, match=r"needs 48 points of history.*has 46"):
+        cap.issued_forecasts(y, lambda: SeasonalNaive(season=24), y.index[47], end,
+                             lead_time_h=1)
+    with pytest.raises(ValueError, match="needs 336 points"):          # a weekly model still does
+        cap.issued_forecasts(y, lambda: SeasonalNaive(), start, end)
+    with pytest.raises(ValueError, match="max_train"):
+        cap.issued_forecasts(y, lambda: SeasonalNaive(season=24), start, end, max_train=30)
+
+
+def test_issued_forecasts_on_a_per_minute_series():
+    # step 60 s: lead time and refit interval are hours converted to steps; lead_h stays in hours
+    from analysis.forecasting import SeasonalNaive
+
+    idx = pd.date_range("2024-03-04", periods=6 * 60, freq="min", tz="UTC")
+    y = pd.Series(3.0 + np.sin(2 * np.pi * np.arange(len(idx)) / 60), index=idx)
+    start, end = idx[3 * 60], idx[5 * 60]
+    fc = cap.issued_forecasts(y, lambda: SeasonalNaive(season=60), start, end,
+                              lead_time_h=5 / 60, refit_every_h=0.5)
+    assert len(fc) == 120 and fc.index[0] == start
+    assert fc["lead_h"].min() == pytest.approx(5 / 60)                 # 5 minutes ahead
+    assert fc["lead_h"].max() == pytest.approx((5 + 29) / 60)          # refit every 30 steps
+    back = np.ceil(fc["h"].to_numpy() / 60).astype(int) * 60
+    assert np.allclose(fc["mean"],
+                       [y[t - pd.Timedelta(minutes=int(k))] for t, k in zip(fc.index, back)])
+    with pytest.raises(ValueError, match="refit_every_h"):
+        cap.issued_forecasts(y, lambda: SeasonalNaive(season=60), start, end,
+                             refit_every_h=0.5 / 60)
+    s = cap.predictive_policy(fc, MU, cap.SLO.wait_exceeds(0.1, 0.05), lead_time_h=5 / 60)
+    assert s.index.equals(fc.index)
