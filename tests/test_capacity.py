@@ -582,3 +582,131 @@ def test_issued_forecasts_on_a_per_minute_series():
                              refit_every_h=0.5 / 60)
     s = cap.predictive_policy(fc, MU, cap.SLO.wait_exceeds(0.1, 0.05), lead_time_h=5 / 60)
     assert s.index.equals(fc.index)
+
+
+# ------------------------------------------------------------------- replay length from a precision
+
+def test_replay_length_follows_rate_and_precision():
+    # Issue 11: a fixed segment replayed ~15 requests per hour at 1.5 requests/s. The default now
+    # measures each hour for n / reps x (1/rate + 2 tau) s, n = 1.96^2 (1 - p0) / (p0 precision^2).
+    slo = cap.SLO.wait_exceeds(0.1, 0.05)
+    dem = hourly([1.5, 20.0, 200.0, 0.0])
+    servers = cap.servers_needed(dem, MU, slo)
+    reps = 4
+    res = cap.simulate_policy(dem, servers, MU, slo, replications=reps, seed=3)
+    s, iv = res.summary, res.intervals
+    assert s["replay"] == "precision" and s["precision_target"] == 0.25
+    assert s["engine"] == "recursion" and not s["replay_capped"]
+    n = 1.959963984540054 ** 2 * 0.95 / (0.05 * 0.25 ** 2) / reps
+    tau = cap._relaxation_s(dem.to_numpy()[:3], servers.to_numpy()[:3], MU)
+    assert iv["replay_measure_s"].to_numpy()[:3] == pytest.approx(
+        n * (1 / dem.to_numpy()[:3] + 2 * tau), rel=1e-9)
+    assert iv["replay_precision"].to_numpy()[:3] == pytest.approx(0.25, rel=1e-9)
+    assert np.isnan(iv["replay_precision"].iloc[3])                     # no demand: nothing to do
+    # the 1.5 requests/s hour now holds hundreds of requests per replication, not ~15
+    assert 1.5 * iv["replay_measure_s"].iloc[0] > 300
+    # a tighter target replays longer (n grows as 1 / precision^2)
+    fine = cap.simulate_policy(dem, servers, MU, slo, replications=reps, seed=3, precision=0.125)
+    assert fine.intervals["replay_measure_s"].iloc[0] == pytest.approx(
+        4 * iv["replay_measure_s"].iloc[0], rel=1e-9)
+    # a fixed segment is still available and says so
+    seg = cap.simulate_policy(dem, servers, MU, slo, replications=2, seed=3, segment_s=20.0)
+    assert seg.summary["replay"] == "segment_s" and seg.summary["segment_s"] == 20.0
+    with pytest.raises(ValueError, match="precision"):
+        cap.simulate_policy(dem, servers, MU, slo, precision=0)
+
+
+def test_replay_cap_warns_with_the_precision_reached():
+    slo = cap.SLO.wait_exceeds(0.1, 0.05)
+    dem = hourly([30.0, 60.0])
+    servers = cap.servers_needed(dem, MU, slo)
+    with pytest.warns(UserWarning, match=r"capped at max_requests=2e\+04.*expected relative "
+                                         r"half-width"):
+        res = cap.simulate_policy(dem, servers, MU, slo, replications=2, seed=1,
+                                  max_requests=2e4)
+    s = res.summary
+    assert s["replay_capped"] and s["replay_precision_max"] > 0.25
+    assert res.replications["simulated_requests"].max() < 2.4e4          # the cap held
+    plan_total = (res.intervals["replay_measure_s"] * dem).sum()
+    assert plan_total <= 2e4
+
+
+def test_replay_precision_is_calibrated_against_erlang_c():
+    # hours sized exactly (P(wait > 0.1 s) near 5%): the simulation's 95% intervals contain
+    # Erlang C in about 95% of them, and their half-widths are near the predicted precision
+    slo = cap.SLO.wait_exceeds(0.1, 0.05)
+    rng = np.random.default_rng(5)
+    dem = hourly(rng.uniform(2.0, 12.0, 30))
+    servers = cap.servers_needed(dem, MU, slo)
+    res = cap.simulate_policy(dem, servers, MU, slo, replications=8, seed=11, precision=0.3)
+    iv = res.intervals
+    assert res.summary["analytic_in_ci"] >= 0.8
+    near = iv["p_wait_exceeds_analytic"] > 0.025
+    pa = iv["p_wait_exceeds_analytic"][near]
+    predicted = 0.3 * 0.05 * np.sqrt(pa * (1 - pa) / (0.05 * 0.95))    # at the hour's own value
+    actual = (iv["p_wait_exceeds_hi"] - iv["p_wait_exceeds"])[near]
+    assert 0.6 < float(np.median(actual / predicted)) < 1.6
+
+
+# ------------------------------------------------------------------ demand series of other shapes
+
+def test_per_minute_demand_through_sizing_policies_and_evaluation():
+    # Issue 11: any demand series: a per-minute series is sized, scheduled, autoscaled and
+    # evaluated at its own step; server-hours count minutes as 1/60 h
+    slo = cap.SLO.wait_exceeds(0.1, 0.05)
+    idx = pd.date_range("2024-03-04", periods=3 * 24 * 60, freq="min", tz="UTC")
+    minute = np.arange(len(idx))
+    dem = pd.Series(8.0 + 6.0 * np.sin(2 * np.pi * minute / 1440), index=idx, name="ingress")
+    need = cap.servers_needed(dem, MU, slo)
+    assert need.index.equals(idx)
+    assert cap.server_hours(need) == pytest.approx(need.sum() / 60)
+    # a daily schedule by minute of the day (slots at the series' step) from two training days
+    train, day3 = dem.iloc[:2 * 1440], dem.iloc[2 * 1440:]
+    sched = cap.scheduled_policy(train, day3.index, MU, slo, quantile=1.0, period_s=86400)
+    assert (sched.to_numpy() == need.iloc[2 * 1440:].to_numpy()).all()   # the series repeats daily
+    with pytest.raises(ValueError, match=r"no data for .* slots.*period_s"):
+        cap.scheduled_policy(train, day3.index, MU, slo)                 # a week is not covered
+    hourly_slots = cap.scheduled_policy(train, day3.index, MU, slo, period_s=86400, slot_s=3600)
+    assert hourly_slots.iloc[:60].nunique() == 1                         # one value per hour
+    react = cap.reactive_policy(day3, MU, step_s=60, warmup_s=120, reaction_delay_s=60,
+                                cooldown_s=300)
+    assert react.index.equals(day3.index)
+    res = cap.evaluate_policy(day3, sched, MU, slo)
+    assert res.summary["attainment"] == 1.0 and len(res.intervals) == 1440
+    assert res.summary["server_hours"] == pytest.approx(sched.sum() / 60)
+    sim = cap.simulate_policy(day3.iloc[:120], sched.iloc[:120], MU, slo, replications=2, seed=4)
+    assert len(sim.intervals) == 120
+    # each minute is measured at most for its real 60 s
+    assert (sim.intervals["replay_measure_s"] <= 60 + 1e-9).all()
+
+
+def test_demand_with_zero_hours():
+    slo = cap.SLO.wait_exceeds(0.1, 0.05)
+    dem = hourly([0.0, 0.0, 4.0, 0.0, 12.0, 0.0])
+    need = cap.servers_needed(dem, MU, slo, min_servers=0)
+    assert list(need[dem == 0]) == [0, 0, 0, 0]
+    res = cap.evaluate_policy(dem, need, MU, slo)
+    assert res.summary["attainment"] == 1.0 and not res.intervals["overloaded"].any()
+    assert (res.intervals.loc[dem == 0, "p_wait_exceeds"] == 0).all()
+    sim = cap.simulate_policy(dem, cap.servers_needed(dem, MU, slo), MU, slo, replications=2,
+                              seed=2)
+    assert sim.intervals["meets_slo"].all()
+    assert np.isnan(sim.intervals.loc[dem == 0, "replay_precision"]).all()
+    react = cap.reactive_policy(dem, MU, step_s=60)
+    assert (react >= 1).all()                                            # min_servers
+    assert cap.reactive_policy(dem.iloc[:2], MU).eq(1).all()
+
+
+def test_two_weeks_of_hourly_demand_and_the_step_is_never_guessed():
+    slo = cap.SLO.wait_exceeds(0.1, 0.05)
+    two = synthetic_demand(seed=3, start="2024-01-01", periods=2 * 168, events=()) / 4.0
+    train, test = two.iloc[:168], two.iloc[168:]
+    s = cap.scheduled_policy(train, test.index, MU, slo, quantile=1.0)
+    assert (s.to_numpy() == cap.servers_needed(train, MU, slo).to_numpy()).all()
+    res = cap.evaluate_policy(test, s, MU, slo)
+    assert res.summary["intervals"] == 168
+    # a single timestamp without a freq does not say how long its interval is: refused
+    one = pd.Series([5.0], index=pd.DatetimeIndex(["2024-01-01"], tz="UTC"))
+    with pytest.raises(ValueError, match="demand: need at least two timestamps"):
+        cap.evaluate_policy(one, 2, MU, slo)
+    assert cap.evaluate_policy(hourly([5.0]), 2, MU, slo).summary["server_hours"] == 2.0
