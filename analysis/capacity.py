@@ -132,6 +132,7 @@ def _rate_series(rates, name: str = "demand") -> pd.Series:
         raise ValueError(f"{name}: index must be a DatetimeIndex, got {type(rates.index).__name__}")
     if len(rates) == 0:
         raise ValueError(f"{name}: empty series")
+    _check_unit(rates, name)
     try:
         values = rates.to_numpy(dtype=float)
     except (TypeError, ValueError) as exc:
@@ -143,6 +144,22 @@ def _rate_series(rates, name: str = "demand") -> pd.Series:
                          "rates must be finite and >= 0 requests/s")
     _step_seconds(rates.index, name)
     return pd.Series(values, index=rates.index, name=rates.name)
+
+
+def _check_unit(rates: pd.Series, name: str) -> None:
+    """Refuse a series whose loader recorded a unit that is not a rate (``attrs["unit"]``, set by
+    analysis.workloads.load_trace): a count per interval read as requests/s is off by the step
+    in seconds (3600x for hourly counts). Without a recorded unit the values are taken as
+    requests/s, as documented."""
+    unit = (getattr(rates, "attrs", None) or {}).get("unit")
+    if unit is None or unit == "":
+        return
+    text = str(unit).lower()
+    if text == "requests/s" or ("/s" in text) or ("rate" in text and "latency" not in text):
+        return
+    hint = (" (counts per interval: divide by the step in seconds, or load it with "
+            "workloads.load_trace(..., unit='count'))" if text == "count" else "")
+    raise ValueError(f"{name}: its recorded unit is {unit!r}, not a rate in requests/s{hint}")
 
 
 def _as_index(index, name: str = "index") -> pd.DatetimeIndex:

@@ -710,3 +710,21 @@ def test_two_weeks_of_hourly_demand_and_the_step_is_never_guessed():
     with pytest.raises(ValueError, match="demand: need at least two timestamps"):
         cap.evaluate_policy(one, 2, MU, slo)
     assert cap.evaluate_policy(hourly([5.0]), 2, MU, slo).summary["server_hours"] == 2.0
+
+
+def test_a_recorded_unit_that_is_not_a_rate_is_refused():
+    # a loader that records the unit (workloads.load_trace: attrs["unit"]) lets sizing refuse a
+    # count per hour passed as requests/s (3600x off) instead of sizing for it silently
+    slo = cap.SLO.wait_exceeds(0.1, 0.05)
+    counts = hourly([3600.0 * 4, 3600.0 * 8])
+    counts.attrs["unit"] = "count"
+    with pytest.raises(ValueError, match=r"rates: its recorded unit is 'count'.*divide by the step"):
+        cap.servers_needed(counts, MU, slo)
+    latency = hourly([0.2, 0.3])
+    latency.attrs["unit"] = "latency (units not stated)"
+    with pytest.raises(ValueError, match="demand: its recorded unit is 'latency"):
+        cap.evaluate_policy(latency, 2, MU, slo)
+    rate = counts / 3600.0
+    rate.attrs["unit"] = "requests/s"
+    assert list(cap.servers_needed(rate, MU, slo)) == list(cap.servers_needed(
+        hourly([4.0, 8.0]), MU, slo))
