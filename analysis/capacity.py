@@ -157,9 +157,9 @@ def _check_unit(rates: pd.Series, name: str) -> None:
     text = str(unit).lower()
     if text == "requests/s" or ("/s" in text) or ("rate" in text and "latency" not in text):
         return
-    hint = (" (counts per interval: divide by the step in seconds, or load it with "
-            "workloads.load_trace(..., unit='count'))" if text == "count" else "")
-    raise ValueError(f"{name}: its recorded unit is {unit!r}, not a rate in requests/s{hint}")
+    raise ValueError(f"{name}: its recorded unit is {unit!r}, not a rate in requests/s (counts per "
+                     "interval: divide by the step in seconds, or load the file with "
+                     "workloads.load_trace(..., unit='count'), which converts them)")
 
 
 def _as_index(index, name: str = "index") -> pd.DatetimeIndex:
