@@ -46,8 +46,9 @@ size, which replications restore. Rules: an hour is measured for long enough to 
 P(exceed) to a stated precision (``precision``: the relative 95% half-width at the target, 0.25 by
 default; the replay length then follows from the rate and the relaxation time, see
 simulate_policy), or for a fixed ``segment_s`` simulated seconds; a piece that follows a change
-is preceded by an unmeasured settle of ``settle_factor`` relaxation times 1/(sqrt(c mu) - sqrt(lambda))^2 (the real transient is
-negligible next to an hour, a compressed one would not be; without it the estimates were 3-5% low);
+is preceded by an unmeasured settle of ``settle_factor`` relaxation times 1/(sqrt(c mu) -
+sqrt(lambda))^2 (the real transient is negligible next to an hour, a compressed one would not be;
+without it the estimates were 3-5% low);
 estimates are pooled ratios over replications (the mean of per-replication ratios of a few hundred
 requests is biased low). A cap on requests in the system (``max_in_system``) models load shedding:
 arrivals to a full system are rejected and count as failures. Overloaded pieces are replayed
@@ -58,9 +59,10 @@ simulation and Erlang C agree within 99.9% confidence limits that would expose a
 a schedule changing every 15 minutes. Limits: without load shedding an overload's backlog would
 spill into later hours; neither evaluation models that (the analytic one treats every piece as
 stationary). Very near-critical pieces whose settle would exceed ``max_settle_s`` are flagged
-``relaxed=False``. Per-interval 95% intervals are t-intervals over replications: for rare, bursty
-exceedances they are too narrow (Erlang C fell inside them for ~80% of the near-target hours of
-the Black Friday week with 5 replications, ~88% with 20).
+``relaxed=False``. Per-interval 95% intervals are t-intervals over replications: with a short
+fixed replay they are too narrow for rare, bursty exceedances (Erlang C fell inside them for 81% of
+the hours of the Black Friday week at segment_s=10 with 5 replications); with the replay length
+from the precision rule, 90% at precision=0.8 and 93% at 0.4 (same week, exact sizing).
 
 Simulation attainment. An hour's simulated P(wait > t) is an estimate: with ~1,000 requests per hour
 and replication its standard error is large next to a target such as 5%, so per-replication "hour
@@ -725,7 +727,8 @@ def reactive_policy(demand: pd.Series, service_rate, *, target_utilisation: floa
     - Scale-in when desired < serving, nothing is warming and no scaling action happened in the last
       cooldown_s: remove min(serving - desired, max_step_down) at once.
     A step change of demand at time T is therefore first answered by capacity serving at exactly T +
-    reaction_delay_s + warmup_s. Delays must be multiples of step_s; step_s must divide one hour.
+    reaction_delay_s + warmup_s. Delays must be multiples of step_s; step_s must divide the demand's
+    step.
     Returns the serving servers per step (a Series on a ``step_s`` grid covering the demand window).
     """
     dem = _rate_series(demand, "demand")
@@ -799,12 +802,13 @@ def predictive_policy(forecast: pd.DataFrame, service_rate, slo: SLO, *, column:
                       headroom: float = 0.0, warmup_s: float = 0.0,
                       lead_time_h: float | None = None, min_servers: int = 1,
                       max_servers: int | None = None) -> pd.Series:
-    """Servers per hour sized on a forecast quantile issued ``lead_time_h`` h before the hour.
+    """Servers per interval sized on a forecast quantile issued ``lead_time_h`` h before it starts.
 
-    forecast: DataFrame indexed by target hour with ``column`` (e.g. from ``forecasts_at_lead``);
-    when it has a ``lead_h`` column (hours between issue and the target hour's start) every row must
-    have lead_h >= lead_time_h (if given) and lead_h x 3600 >= warmup_s, so scale-outs, launched
-    warmup_s before the hour (billed: see warmup_server_hours), are serving when the hour starts.
+    forecast: DataFrame indexed by target interval (any regular step) with ``column`` (e.g. from
+    ``forecasts_at_lead``); when it has a ``lead_h`` column (hours between issue and the target
+    interval's start) every row must have lead_h >= lead_time_h (if given) and lead_h x 3600 >=
+    warmup_s, so scale-outs, launched warmup_s before the interval (billed: see
+    warmup_server_hours), are serving when it starts.
     """
     w = checks.nonnegative("warmup_s", warmup_s)
     if not isinstance(forecast, pd.DataFrame):
@@ -961,9 +965,9 @@ def evaluate_policy(demand: pd.Series, servers, service_rate, slo: SLO, *, name:
                     warmup_s: float = 0.0) -> PolicyResult:
     """Analytic evaluation: Erlang C (steady-state M/M/c) in every piece of constant rate, servers.
 
-    demand: requests/s per interval (hourly); servers: a schedule (Series on the demand's grid or a
-    finer grid dividing it, e.g. reactive_policy's) or a constant. Per interval: P(wait > t)
-    (time-weighted over pieces), the p99 (or SLO quantile) response time of the interval's requests
+    demand: requests/s per interval (any regular step); servers: a schedule (Series on the
+    demand's grid or a finer grid dividing it, e.g. reactive_policy's) or a constant. Per
+    interval: P(wait > t) (time-weighted over pieces), the p99 (or SLO quantile) response time of the interval's requests
     (mixture over pieces), mean wait, utilisation (the worst piece), ``overloaded`` (a piece with
     utilisation >= 1: a violation, not evaluated: P = 1, quantile = inf), meets_slo, serving and
     idle server-hours. summary: intervals, attainment (fraction of intervals meeting the SLO),
