@@ -35,17 +35,20 @@ violation, and never passed to an Erlang C formula; its P(wait > t) is reported 
 infinity (the limits of an unstable queue).
 
 Scale reduction (``simulate_policy``). A week of the e-commerce series is ~40 million requests:
-hours of ciw time. The simulation therefore uses *time compression* (``compressed_pieces``): every
+hours of simulation. The simulation therefore uses *time compression* (``compressed_pieces``): every
 piece of constant arrival rate and server count (an hour, or part of an hour when the schedule
 changes within it) is replayed for a shorter simulated time at the SAME arrival rate, service rate
 and number of servers, and each simulated request stands for (real duration / measured duration)
 real requests. With service times of 0.1-0.5 s an M/M/c queue relaxes to its stationary regime in
 seconds, so what a piece shows over its real hour is, up to a transient of a few seconds, its
 stationary waiting-time distribution; compression keeps that distribution and gives up only sample
-size, which replications restore. Rules: an hour is measured for ``segment_s`` simulated seconds
-(default 20, i.e. 180x fewer requests); a piece that follows a change is preceded by an unmeasured
-settle of ``settle_factor`` relaxation times 1/(sqrt(c mu) - sqrt(lambda))^2 (the real transient is
-negligible next to an hour, a compressed one would not be; without it the estimates were 3-5% low);
+size, which replications restore. Rules: an hour is measured for long enough to estimate its
+P(exceed) to a stated precision (``precision``: the relative 95% half-width at the target, 0.25 by
+default; the replay length then follows from the rate and the relaxation time, see
+simulate_policy), or for a fixed ``segment_s`` simulated seconds; a piece that follows a change
+is preceded by an unmeasured settle of ``settle_factor`` relaxation times 1/(sqrt(c mu) -
+sqrt(lambda))^2 (the real transient is negligible next to an hour, a compressed one would not be;
+without it the estimates were 3-5% low);
 estimates are pooled ratios over replications (the mean of per-replication ratios of a few hundred
 requests is biased low). A cap on requests in the system (``max_in_system``) models load shedding:
 arrivals to a full system are rejected and count as failures. Overloaded pieces are replayed
@@ -56,9 +59,10 @@ simulation and Erlang C agree within 99.9% confidence limits that would expose a
 a schedule changing every 15 minutes. Limits: without load shedding an overload's backlog would
 spill into later hours; neither evaluation models that (the analytic one treats every piece as
 stationary). Very near-critical pieces whose settle would exceed ``max_settle_s`` are flagged
-``relaxed=False``. Per-interval 95% intervals are t-intervals over replications: for rare, bursty
-exceedances they are too narrow (Erlang C fell inside them for ~80% of the near-target hours of
-the Black Friday week with 5 replications, ~88% with 20).
+``relaxed=False``. Per-interval 95% intervals are t-intervals over replications: with a short
+fixed replay they are too narrow for rare, bursty exceedances (Erlang C fell inside them for 81% of
+the hours of the Black Friday week at segment_s=10 with 5 replications); with the replay length
+from the precision rule, 90% at precision=0.8 and 93% at 0.4 (same week, exact sizing).
 
 Simulation attainment. An hour's simulated P(wait > t) is an estimate: with ~1,000 requests per hour
 and replication its standard error is large next to a target such as 5%, so per-replication "hour
@@ -71,6 +75,7 @@ meets the target) with the band ``attainment_lo`` (hours whose 95% interval lies
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -84,7 +89,7 @@ from analysis._lazy import lazy_module
 stats = lazy_module("scipy.stats")    # imported on first use (about 3 s)
 
 __all__ = [
-    "SLO", "HOUR_S",
+    "SLO", "HOUR_S", "WEEK_S",
     "servers_needed", "sqrt_staffing_servers", "servers_from_forecast",
     "server_hours", "warmup_server_hours", "cost_summary",
     "static_peak_policy", "scheduled_policy", "reactive_policy", "predictive_policy",
@@ -129,6 +134,7 @@ def _rate_series(rates, name: str = "demand") -> pd.Series:
         raise ValueError(f"{name}: index must be a DatetimeIndex, got {type(rates.index).__name__}")
     if len(rates) == 0:
         raise ValueError(f"{name}: empty series")
+    _check_unit(rates, name)
     try:
         values = rates.to_numpy(dtype=float)
     except (TypeError, ValueError) as exc:
@@ -138,8 +144,24 @@ def _rate_series(rates, name: str = "demand") -> pd.Series:
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(f"{name}: row {i} ({rates.index[i]}) has rate {rates.iloc[i]!r}; "
                          "rates must be finite and >= 0 requests/s")
-    _step_seconds(rates.index, name, default=HOUR_S)
+    _step_seconds(rates.index, name)
     return pd.Series(values, index=rates.index, name=rates.name)
+
+
+def _check_unit(rates: pd.Series, name: str) -> None:
+    """Refuse a series whose loader recorded a unit that is not a rate (``attrs["unit"]``, set by
+    analysis.workloads.load_trace): a count per interval read as requests/s is off by the step
+    in seconds (3600x for hourly counts). Without a recorded unit the values are taken as
+    requests/s, as documented."""
+    unit = (getattr(rates, "attrs", None) or {}).get("unit")
+    if unit is None or unit == "":
+        return
+    text = str(unit).lower()
+    if text == "requests/s" or ("/s" in text) or ("rate" in text and "latency" not in text):
+        return
+    raise ValueError(f"{name}: its recorded unit is {unit!r}, not a rate in requests/s (counts per "
+                     "interval: divide by the step in seconds, or load the file with "
+                     "workloads.load_trace(..., unit='count'), which converts them)")
 
 
 def _as_index(index, name: str = "index") -> pd.DatetimeIndex:
@@ -147,7 +169,7 @@ def _as_index(index, name: str = "index") -> pd.DatetimeIndex:
         index = index.index
     if not isinstance(index, pd.DatetimeIndex) or len(index) == 0:
         raise ValueError(f"{name}: expected a non-empty DatetimeIndex (or a Series with one)")
-    _step_seconds(index, name, default=HOUR_S)
+    _step_seconds(index, name)
     return index
 
 
@@ -253,10 +275,15 @@ def _response_survival_vec(x: float, mu: float, theta: np.ndarray,
     pieces where a Python loop over theory calls would be slow.
     """
     z = (theta - mu) * x
+    y = np.abs(z)
     with np.errstate(divide="ignore", invalid="ignore"):
-        g = np.where(z == 0.0, 1.0, -np.expm1(-z) / np.where(z == 0.0, 1.0, z))
+        g = np.where(y == 0.0, 1.0, -np.expm1(-y) / np.where(y == 0.0, 1.0, y))  # in (0, 1]
     e = math.exp(-mu * x)
-    return (1.0 - p_wait) * e + p_wait * e * (1.0 + mu * x * g)
+    # theta >= mu: e^{-mu x} g(z); theta < mu: the same quantity is e^{-theta x} g(|z|), which
+    # does not overflow when theta -> 0 (see theory._response_survival)
+    with np.errstate(over="ignore", invalid="ignore"):
+        tail = np.where(z >= 0.0, e, np.exp(-np.asarray(theta, dtype=float) * x)) * g
+    return e + p_wait * mu * x * tail
 
 
 def _mixture_quantile(mu: float, theta: np.ndarray, p_wait: np.ndarray, weights: np.ndarray,
@@ -495,7 +522,7 @@ def _schedule_series(servers, name: str = "servers") -> tuple[pd.Series, float]:
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(f"{name}: row {i} ({servers.index[i]}) is {servers.iloc[i]!r}; "
                          "server counts must be integers >= 0")
-    step = _step_seconds(servers.index, name, default=HOUR_S)
+    step = _step_seconds(servers.index, name)
     return pd.Series(values.astype(np.int64), index=servers.index, name=name), step
 
 
@@ -506,18 +533,16 @@ def server_hours(servers: pd.Series) -> float:
 
 
 def _instance_warmup(servers, warmup_s) -> float:
-    """warmup_s, or (None) the warm-up recorded by the policy in ``servers.attrs``, else 0."""
-    if warmup_s is None:
-        attrs = getattr(servers, "attrs", {}) or {}
-        warmup_s = attrs.get("warmup_s", 0.0)
+    """The instance warm-up (s) billed per scale-out: stated by the caller, never read from the
+    schedule (results are not kept in ``DataFrame.attrs``; issue 9)."""
     return checks.nonnegative("warmup_s", warmup_s)
 
 
-def warmup_server_hours(servers: pd.Series, warmup_s: float | None = None) -> float:
+def warmup_server_hours(servers: pd.Series, warmup_s: float = 0.0) -> float:
     """Billed, not serving server-hours: each scale-out of k servers was launched warmup_s earlier.
 
     The initial fleet (first value) is not counted: it is already warm when the window starts.
-    warmup_s=None takes the warm-up the policy recorded in ``servers.attrs`` (else 0).
+    warmup_s: the warm-up given to the policy (reactive_policy / predictive_policy), s.
     """
     w = _instance_warmup(servers, warmup_s)
     s, _ = _schedule_series(servers)
@@ -526,7 +551,7 @@ def warmup_server_hours(servers: pd.Series, warmup_s: float | None = None) -> fl
 
 
 def cost_summary(demand: pd.Series, servers, service_rate, *, price_per_server_hour: float = 1.0,
-                 warmup_s: float | None = None) -> pd.Series:
+                 warmup_s: float = 0.0) -> pd.Series:
     """Cost of a schedule: server-hours (serving + warm-up), idle server-hours, currency.
 
     idle = billed server-hours - busy server-hours, busy = offered load min(rate/service_rate,
@@ -575,7 +600,7 @@ def _align(demand, servers) -> pd.DataFrame:
     it are ignored).
     """
     dem = _rate_series(demand, "demand")
-    d_step = _step_seconds(dem.index, "demand", default=HOUR_S)
+    d_step = _step_seconds(dem.index, "demand")
     sched, s_step = _schedule_series(_servers_on_grid(dem, servers))
     if s_step > d_step or (d_step / s_step) != round(d_step / s_step):
         raise ValueError(f"servers: step {s_step:g} s must divide the demand step {d_step:g} s")
@@ -625,40 +650,61 @@ def static_peak_policy(train: pd.Series, index, service_rate, slo: SLO, *, headr
     return pd.Series(np.full(len(idx), c, dtype=np.int64), index=idx, name="servers")
 
 
-def _hour_of_week(index: pd.DatetimeIndex) -> np.ndarray:
-    return (index.day_of_week * 24 + index.hour).to_numpy()
+WEEK_S = 7 * 86400.0
+_MONDAY = pd.Timestamp("1970-01-05")        # a Monday 00:00: slot 0 of a weekly period
+
+
+def _slot_of(index: pd.DatetimeIndex, period_s: float, slot_s: float) -> np.ndarray:
+    """Slot of each timestamp within a repeating period (local wall-clock time; slot 0 starts on
+    a Monday 00:00 for weekly and daily periods): floor((t mod period_s) / slot_s)."""
+    wall = index.tz_localize(None) if index.tz is not None else index
+    ns = (wall - _MONDAY).to_numpy().astype("timedelta64[ns]").astype(np.int64)
+    period_ns, slot_ns = int(round(period_s * 1e9)), int(round(slot_s * 1e9))
+    return np.mod(ns, period_ns) // slot_ns
 
 
 def scheduled_policy(train: pd.Series, index, service_rate, slo: SLO, *, quantile: float = 0.95,
-                     headroom: float = 0.0, min_servers: int = 1,
-                     max_servers: int | None = None) -> pd.Series:
-    """Servers by hour of week: each of the 168 slots sized on a ``quantile`` of the training weeks.
+                     headroom: float = 0.0, period_s: float = WEEK_S, slot_s: float | None = None,
+                     min_servers: int = 1, max_servers: int | None = None) -> pd.Series:
+    """Servers by time slot of a repeating period: each slot sized on a ``quantile`` of the
+    training periods (hourly data and the defaults: the 168 hours of the week).
 
-    quantile in (0, 1]: 1 is the slot's maximum. train must be hourly and contain every hour of the
-    week (at least one full week). The evaluation index must be hourly; the schedule repeats every
-    week.
+    period_s: the period that repeats (default a week; 86400 for a daily schedule); slot_s: the
+    length of a slot (default the training series' step), a whole number of which makes the
+    period. Slots are in wall-clock time, slot 0 starting Monday 00:00. quantile in (0, 1]: 1 is
+    the slot's maximum. train must contain every slot (at least one full period); the evaluation
+    index's step must divide slot_s; every index timestamp gets its slot's servers.
     """
     tr = _rate_series(train, "train")
-    if _step_seconds(tr.index, "train", default=HOUR_S) != HOUR_S:
-        raise ValueError("train: scheduled_policy needs an hourly series")
+    tr_step = _step_seconds(tr.index, "train")
     idx = _as_index(index)
-    if _step_seconds(idx, "index", default=HOUR_S) != HOUR_S:
-        raise ValueError("index: scheduled_policy produces an hourly schedule; "
-                         "give an hourly index")
+    period = checks.positive("period_s", period_s)
+    slot = tr_step if slot_s is None else checks.positive("slot_s", slot_s)
+    n_slots = period / slot
+    if abs(n_slots - round(n_slots)) > 1e-9:
+        raise ValueError(f"slot_s={slot:g}: must divide period_s={period:g} s")
+    if slot < tr_step:
+        raise ValueError(f"slot_s={slot:g}: shorter than the training series' step ({tr_step:g} s)")
+    n_slots = int(round(n_slots))
+    idx_step = _step_seconds(idx, "index", default=slot)
+    if abs(slot / idx_step - round(slot / idx_step)) > 1e-9:
+        raise ValueError(f"index: its step ({idx_step:g} s) must divide slot_s={slot:g} s")
     q = checks.real("quantile", quantile)
     if not 0.0 < q <= 1.0:
         raise ValueError(f"quantile must be in (0, 1], got {quantile!r}")
     h = checks.nonnegative("headroom", headroom)
-    how = pd.Series(tr.to_numpy(), index=_hour_of_week(tr.index))
-    missing = sorted(set(range(168)) - set(how.index))
+    by_slot = pd.Series(tr.to_numpy(), index=_slot_of(tr.index, period, slot))
+    missing = sorted(set(range(n_slots)) - set(by_slot.index))
     if missing:
-        raise ValueError(f"train: no data for {len(missing)} hour-of-week slots "
-                         f"(e.g. slot {missing[0]}, 0 = Monday 00:00); give at least one full week")
-    slot_rate = how.groupby(level=0).quantile(q) * (1.0 + h)
-    slot_servers = servers_needed(pd.Series(slot_rate.to_numpy(), index=pd.RangeIndex(168)),
+        raise ValueError(f"train: no data for {len(missing)} of the {n_slots} slots of "
+                         f"{slot:g} s in the period_s={period:g} s (e.g. slot {missing[0]}, 0 = "
+                         f"Monday 00:00); give at least one full period, or a shorter period_s "
+                         f"(86400 for a daily schedule)")
+    slot_rate = by_slot.groupby(level=0).quantile(q) * (1.0 + h)
+    slot_servers = servers_needed(pd.Series(slot_rate.to_numpy(), index=pd.RangeIndex(n_slots)),
                                   service_rate, slo, min_servers=min_servers,
                                   max_servers=max_servers)
-    values = slot_servers.to_numpy()[_hour_of_week(idx)]
+    values = slot_servers.to_numpy()[_slot_of(idx, period, slot)]
     return pd.Series(values.astype(np.int64), index=idx, name="servers")
 
 
@@ -681,14 +727,15 @@ def reactive_policy(demand: pd.Series, service_rate, *, target_utilisation: floa
     - Scale-in when desired < serving, nothing is warming and no scaling action happened in the last
       cooldown_s: remove min(serving - desired, max_step_down) at once.
     A step change of demand at time T is therefore first answered by capacity serving at exactly T +
-    reaction_delay_s + warmup_s. Delays must be multiples of step_s; step_s must divide one hour.
+    reaction_delay_s + warmup_s. Delays must be multiples of step_s; step_s must divide the demand's
+    step.
     Returns the serving servers per step (a Series on a ``step_s`` grid covering the demand window).
     """
     dem = _rate_series(demand, "demand")
     mu = checks.positive("service_rate", service_rate)
     target = checks.open_unit("target_utilisation", target_utilisation)
     step = checks.positive("step_s", step_s)
-    d_step = _step_seconds(dem.index, "demand", default=HOUR_S)
+    d_step = _step_seconds(dem.index, "demand")
     if d_step / step != round(d_step / step):
         raise ValueError(f"step_s={step_s!r} must divide the demand step ({d_step:g} s)")
 
@@ -748,21 +795,20 @@ def reactive_policy(demand: pd.Series, service_rate, *, target_utilisation: floa
         serving[k] = current
     index = pd.date_range(dem.index[0], periods=n, freq=pd.Timedelta(seconds=step),
                           name=dem.index.name)
-    out = pd.Series(serving, index=index, name="servers")
-    out.attrs.update(policy="reactive", warmup_s=float(warmup_s))
-    return out
+    return pd.Series(serving, index=index, name="servers")
 
 
 def predictive_policy(forecast: pd.DataFrame, service_rate, slo: SLO, *, column: str = "hi95",
                       headroom: float = 0.0, warmup_s: float = 0.0,
                       lead_time_h: float | None = None, min_servers: int = 1,
                       max_servers: int | None = None) -> pd.Series:
-    """Servers per hour sized on a forecast quantile issued ``lead_time_h`` h before the hour.
+    """Servers per interval sized on a forecast quantile issued ``lead_time_h`` h before it starts.
 
-    forecast: DataFrame indexed by target hour with ``column`` (e.g. from ``forecasts_at_lead``);
-    when it has a ``lead_h`` column (hours between issue and the target hour's start) every row must
-    have lead_h >= lead_time_h (if given) and lead_h x 3600 >= warmup_s, so scale-outs, launched
-    warmup_s before the hour (billed: see warmup_server_hours), are serving when the hour starts.
+    forecast: DataFrame indexed by target interval (any regular step) with ``column`` (e.g. from
+    ``forecasts_at_lead``); when it has a ``lead_h`` column (hours between issue and the target
+    interval's start) every row must have lead_h >= lead_time_h (if given) and lead_h x 3600 >=
+    warmup_s, so scale-outs, launched warmup_s before the interval (billed: see
+    warmup_server_hours), are serving when it starts.
     """
     w = checks.nonnegative("warmup_s", warmup_s)
     if not isinstance(forecast, pd.DataFrame):
@@ -784,17 +830,18 @@ def predictive_policy(forecast: pd.DataFrame, service_rate, slo: SLO, *, column:
     _as_index(forecast.index, "forecast")
     out = servers_from_forecast(forecast, service_rate, slo, column=column, headroom=headroom,
                                 min_servers=min_servers, max_servers=max_servers)
-    out.attrs.update(policy="predictive", warmup_s=w)
     return out
 
 
 def forecasts_at_lead(backtest_df: pd.DataFrame, model: str, lead_time_h: float) -> pd.DataFrame:
-    """Per target hour, the latest forecast issued at least ``lead_time_h`` h before it starts.
+    """Per target interval, the latest forecast issued at least ``lead_time_h`` h before it starts.
 
-    backtest_df: the result of analysis.forecasting.backtest. A forecast from origin T (last
-    observed hour, data complete at T + 1 h) for the hour starting at T + h is issued (h - 1) hours
-    before it starts. Returns the forecast columns (mean, loNN, hiNN), ``actual``, ``origin``, ``h``
-    and ``lead_h``, indexed by target timestamp; target hours with no eligible forecast are dropped.
+    backtest_df: the result of analysis.forecasting.backtest, at any step. A forecast from origin T
+    (the last observed interval, data complete at T + step) for the interval starting at T + h x
+    step is issued (h - 1) x step before it starts; ``lead_h`` is that time in hours (the step is
+    read from the timestamps: (timestamp - origin) / h). Returns the forecast columns (mean, loNN,
+    hiNN), ``actual``, ``origin``, ``h`` and ``lead_h``, indexed by target timestamp; target
+    intervals with no eligible forecast are dropped.
     """
     needed = {"model", "h", "timestamp", "origin"}
     if not isinstance(backtest_df, pd.DataFrame) or not needed <= set(backtest_df.columns):
@@ -805,11 +852,14 @@ def forecasts_at_lead(backtest_df: pd.DataFrame, model: str, lead_time_h: float)
     if g.empty:
         raise ValueError(f"model={model!r}: not in backtest_df "
                          f"(models: {sorted(backtest_df['model'].unique())})")
-    g = g.assign(lead_h=g["h"].astype(float) - 1.0)
+    h = g["h"].to_numpy(dtype=float)
+    ahead_h = ((pd.DatetimeIndex(g["timestamp"]) - pd.DatetimeIndex(g["origin"]))
+               / pd.Timedelta(hours=1)).to_numpy(dtype=float)
+    g = g.assign(lead_h=ahead_h * (h - 1.0) / h)          # (h - 1) steps, in hours
     g = g[g["lead_h"] >= lead - 1e-9]
     if g.empty:
         raise ValueError(f"lead_time_h={lead_time_h!r}: longer than every forecast in the backtest "
-                         f"(max h = {int(backtest_df['h'].max())})")
+                         f"(max h = {int(backtest_df['h'].max())} steps)")
     g = g.sort_values(["timestamp", "origin"]).groupby("timestamp", sort=True).tail(1)
     keep = [c for c in g.columns if c in ("mean", "actual", "origin", "h", "lead_h")
             or (c[:2] in ("lo", "hi") and c[2:].replace(".", "").isdigit())]
@@ -818,21 +868,48 @@ def forecasts_at_lead(backtest_df: pd.DataFrame, model: str, lead_time_h: float)
     return out
 
 
-def issued_forecasts(series: pd.Series, model_factory, start, end, *, lead_time_h: int = 1,
-                     refit_every_h: int = 24, max_train: int | None = None,
-                     levels: Sequence[float] = (0.8, 0.95)) -> pd.DataFrame:
-    """Forecasts for the hours [start, end) as a predictive autoscaler would have had them.
+def _model_history(model_factory) -> tuple[int, int]:
+    """(training points the model needs, its season in steps), asked of a fresh model.
 
-    The model (a factory returning an analysis.forecasting model) is refitted every
-    ``refit_every_h`` hours on the data before each origin (at most ``max_train`` points) and each
-    target hour gets the most recent forecast issued at least ``lead_time_h`` hours before it starts
-    (see ``forecasts_at_lead``).
+    ``min_length`` is the model's own minimum (analysis.forecasting models have one); the season
+    is its ``season`` attribute, else half its minimum (two seasons of history), at least 1.
+    """
+    if not callable(model_factory):
+        raise ValueError(f"model_factory: expected a callable returning a model, "
+                         f"got {type(model_factory).__name__}")
+    probe = model_factory()
+    need = int(getattr(probe, "min_length", 1) or 1)
+    season = getattr(probe, "season", None)
+    season = int(season) if season is not None else max(1, need // 2)
+    return max(need, 2 * season, 1), season
+
+
+def issued_forecasts(series: pd.Series, model_factory, start, end, *, lead_time_h: float = 1,
+                     refit_every_h: float = 24, max_train: int | None = None,
+                     levels: Sequence[float] = (0.8, 0.95)) -> pd.DataFrame:
+    """Forecasts for the intervals [start, end) as a predictive autoscaler would have had them.
+
+    series: demand (requests/s) on a regular DatetimeIndex of any step (1 min, 1 h, ...). The
+    model (a factory returning an analysis.forecasting model) is refitted every ``refit_every_h``
+    hours (a whole number of steps) on the data before each origin (at most ``max_train`` points)
+    and each target interval gets the most recent forecast issued at least ``lead_time_h`` hours
+    before it starts (see ``forecasts_at_lead``). History needed before start - lead_time_h: what
+    the model itself needs (its ``min_length``, and two of its seasons), not a fixed two weeks;
+    less gives a ValueError that says how much.
     """
     from analysis import forecasting
 
     y = _rate_series(series, "series")
-    lead = checks.integer("lead_time_h", lead_time_h, 0)
-    every = checks.integer("refit_every_h", refit_every_h, 1)
+    step_s = _step_seconds(y.index, "series")
+    lead_s = checks.nonnegative("lead_time_h", lead_time_h) * HOUR_S
+    every_s = checks.positive("refit_every_h", refit_every_h) * HOUR_S
+    lead = int(math.ceil(lead_s / step_s - 1e-9))        # steps between issue and target start
+    every = every_s / step_s
+    if abs(every - round(every)) > 1e-9 or round(every) < 1:
+        raise ValueError(f"refit_every_h={refit_every_h!r}: must be a whole number of series steps "
+                         f"({step_s:g} s)")
+    every = int(round(every))
+    need, season = _model_history(model_factory)
     t0, t1 = pd.Timestamp(start), pd.Timestamp(end)
     if t0.tzinfo is None and y.index.tz is not None:
         t0, t1 = t0.tz_localize(y.index.tz), t1.tz_localize(y.index.tz)
@@ -840,15 +917,21 @@ def issued_forecasts(series: pd.Series, model_factory, start, end, *, lead_time_
     pos1 = int(y.index.searchsorted(t1))
     if pos0 >= pos1 or pos1 > len(y):
         raise ValueError(f"start={start!r}, end={end!r}: not a non-empty window inside the series")
-    first_origin = pos0 - lead  # forecasts from this origin reach hour pos0 with h = lead + 1
+    first_origin = pos0 - lead  # forecasts from this origin reach step pos0 with h = lead + 1
     horizon = lead + every
-    if first_origin < 2 * forecasting.WEEK:
-        raise ValueError(f"start={start!r}: need two weeks of history before start - lead_time_h")
+    if first_origin < need:
+        raise ValueError(
+            f"start={start!r}: the model needs {need} points of history before start - "
+            f"lead_time_h (its minimum training length and two seasons of {season} steps); "
+            f"the series has {max(first_origin, 0)} there")
+    if max_train is not None and max_train < need:
+        raise ValueError(f"max_train={max_train!r}: the model needs at least {need} points")
     last = min(len(y), pos1 + horizon)
     bt = forecasting.backtest(y.iloc[:last], {"model": model_factory}, initial=first_origin,
-                              horizon=horizon, step=every, levels=levels, max_train=max_train)
-    out = forecasts_at_lead(bt, "model", lead)
-    stop = y.index[pos1 - 1] + pd.Timedelta(hours=1)
+                              horizon=horizon, step=every, levels=levels, max_train=max_train,
+                              season=season)
+    out = forecasts_at_lead(bt, "model", lead * step_s / HOUR_S)
+    stop = y.index[pos1 - 1] + pd.Timedelta(seconds=step_s)
     return out[(out.index >= y.index[pos0]) & (out.index < stop)]
 
 
@@ -879,18 +962,18 @@ def _utilisation(rate: np.ndarray, c: np.ndarray, mu: float) -> np.ndarray:
 
 def evaluate_policy(demand: pd.Series, servers, service_rate, slo: SLO, *, name: str = "policy",
                     price_per_server_hour: float = 1.0,
-                    warmup_s: float | None = None) -> PolicyResult:
+                    warmup_s: float = 0.0) -> PolicyResult:
     """Analytic evaluation: Erlang C (steady-state M/M/c) in every piece of constant rate, servers.
 
-    demand: requests/s per interval (hourly); servers: a schedule (Series on the demand's grid or a
-    finer grid dividing it, e.g. reactive_policy's) or a constant. Per interval: P(wait > t)
-    (time-weighted over pieces), the p99 (or SLO quantile) response time of the interval's requests
+    demand: requests/s per interval (any regular step); servers: a schedule (Series on the
+    demand's grid or a finer grid dividing it, e.g. reactive_policy's) or a constant. Per
+    interval: P(wait > t) (time-weighted over pieces), the p99 (or SLO quantile) response time of the interval's requests
     (mixture over pieces), mean wait, utilisation (the worst piece), ``overloaded`` (a piece with
     utilisation >= 1: a violation, not evaluated: P = 1, quantile = inf), meets_slo, serving and
     idle server-hours. summary: intervals, attainment (fraction of intervals meeting the SLO),
     overloaded_intervals, p99_response_s (of all requests in the window; inf when overloaded
     requests exceed 1%), worst_interval / worst_value, and the cost_summary fields. warmup_s:
-    instance warm-up billed per scale-out (None: the policy's own, from ``servers.attrs``).
+    instance warm-up billed per scale-out, s (give the policy's own warmup_s; default 0).
     """
     if not isinstance(slo, SLO):
         raise ValueError(f"slo: expected an SLO, got {type(slo).__name__}")
@@ -1049,35 +1132,59 @@ def _default_cap(c_max: int, mu: float) -> int:
     return c_max + max(50, math.ceil(2.0 * c_max * mu))
 
 
-def compressed_pieces(demand: pd.Series, servers, service_rate, *, segment_s: float = 20.0,
+def _measure_for_requests(rate: np.ndarray, tau: np.ndarray, share: np.ndarray,
+                          n_eff: float) -> np.ndarray:
+    """Simulated seconds holding ``n_eff`` effective requests per interval, split over its pieces
+    by their share of the interval: n_eff x (1/rate + 2 tau) x share (see _effective_requests)."""
+    with np.errstate(divide="ignore"):
+        return n_eff * (1.0 / rate + 2.0 * tau) * share
+
+
+def _effective_requests(rate: np.ndarray, tau: np.ndarray, measure: np.ndarray) -> np.ndarray:
+    """Effective number of independent requests in ``measure`` s of a piece: rate x measure /
+    (1 + 2 rate tau), the variance inflation of a series whose correlation time is the
+    relaxation time tau (a heuristic: consecutive waits are strongly correlated within tau)."""
+    return rate * measure / (1.0 + 2.0 * rate * tau)
+
+
+def compressed_pieces(demand: pd.Series, servers, service_rate, *, segment_s: float | None = 20.0,
+                      requests_per_interval: float | None = None,
+                      max_requests: float | None = None,
                       min_piece_s: float = 5.0, settle_factor: float = 3.0,
                       max_settle_s: float = 60.0, max_in_system: int | None = None) -> pd.DataFrame:
     """The time-compressed replay plan of simulate_policy: a row per piece of constant load.
 
-    Each piece of real duration D (s) is measured for S = min(D, max(D x segment_s / interval_s,
-    min_piece_s)) simulated seconds at its real rate and servers; each measured request stands for
-    D/S real ones (column ``weight``). A compressed piece that follows a change of rate or servers
-    is preceded by settle_s simulated seconds that are simulated but not measured: settle_factor x
-    tau, tau = the piece's relaxation time (see _relaxation_s), or longer if a backlog left by an
-    overloaded piece (fluid estimate, at most max_in_system) needs longer to drain; at most
-    max_settle_s and D - S. In the real system such transients last seconds (a capped backlog
-    drains in max_in_system / (c mu - lambda) s) out of an hour; in a 20 s replay they would not
-    be negligible (and ciw runs the old busy servers to the end of their request beside the new
-    fleet at a shift change). ``sim_s`` = settle_s + S. ``relaxed`` is False where max_settle_s cut
-    the settle short (very near-critical pieces, long backlogs). Overloaded pieces (utilisation
-    >= 1) are replayed for only min(D, min_piece_s): they count as violations whatever is
-    simulated and a long replay only fills the queue. segment_s = interval_s (3600 for hourly
-    demand) reproduces the uncompressed system (no settling). ``attrs["max_in_system"]``: the cap.
+    How long each piece of real duration D (s) is measured (simulated seconds S, at its real rate
+    and servers; each measured request stands for D/S real ones, column ``weight``), by one of:
+    - ``segment_s``: S = min(D, max(D x segment_s / interval_s, min_piece_s)), the same
+      compression for every interval whatever its rate;
+    - ``requests_per_interval`` (give segment_s=None): S holds that many *effective* requests per
+      interval, n x (1/rate + 2 tau) seconds split over the interval's pieces by duration (tau:
+      the relaxation time, see _relaxation_s and _effective_requests), at least min_piece_s and
+      at most D. Fewer requests per hour are replayed at high rates, more near saturation.
+      ``max_requests`` (per replication, settle included): when the plan would exceed it, every
+      measured length is scaled down by one factor (never below min_piece_s); the caller warns.
+    A compressed piece that follows a change of rate or servers is preceded by settle_s simulated
+    seconds that are simulated but not measured: settle_factor x tau, or longer if a backlog left
+    by an overloaded piece (fluid estimate, at most max_in_system) needs longer to drain; at most
+    max_settle_s and D - S. In the real system such transients last seconds out of an hour; in a
+    short replay they would not be negligible. ``sim_s`` = settle_s + S, ``measure_s`` = S,
+    ``effective_requests`` (see above). ``relaxed`` is False where max_settle_s cut the settle
+    short (very near-critical pieces, long backlogs). Overloaded pieces (utilisation >= 1) are
+    replayed for only min(D, min_piece_s): they count as violations whatever is simulated; pieces
+    at rate 0 likewise (nothing to measure). segment_s = interval_s (3600 for hourly demand)
+    reproduces the uncompressed system (no settling). Column ``max_in_system``: the cap on
+    requests in the system (the same on every row).
     """
     mu = checks.positive("service_rate", service_rate)
-    seg = checks.positive("segment_s", segment_s)
+    if (segment_s is None) == (requests_per_interval is None):
+        raise ValueError("segment_s, requests_per_interval: give exactly one (segment_s=None "
+                         "with requests_per_interval)")
     mn = checks.positive("min_piece_s", min_piece_s)
     sf = checks.nonnegative("settle_factor", settle_factor)
     ms = checks.nonnegative("max_settle_s", max_settle_s)
     pieces = _align(demand, servers)
-    d_step = _step_seconds(_rate_series(demand).index, "demand", default=HOUR_S)
-    if seg > d_step:
-        raise ValueError(f"segment_s={segment_s!r}: longer than the demand interval ({d_step:g} s)")
+    d_step = _step_seconds(_rate_series(demand).index, "demand")
     d = pieces["duration_s"].to_numpy()
     rate = pieces["rate"].to_numpy()
     c = pieces["servers"].to_numpy()
@@ -1088,33 +1195,62 @@ def compressed_pieces(demand: pd.Series, servers, service_rate, *, segment_s: fl
         cap = checks.integer("max_in_system", max_in_system, c_max)
     over = _utilisation(rate, c, mu) >= 1.0
     tau = _relaxation_s(rate, c, mu)
-    measure = np.minimum(np.where(over, mn, np.maximum(d * seg / d_step, mn)), d)
-    compressed = seg < d_step
-    if not compressed:
-        measure = d.astype(float)
+    idle = over | (rate == 0.0)
+    if segment_s is not None:
+        seg = checks.positive("segment_s", segment_s)
+        if seg > d_step:
+            raise ValueError(f"segment_s={segment_s!r}: longer than the demand interval "
+                             f"({d_step:g} s)")
+        measure = np.minimum(np.where(over, mn, np.maximum(d * seg / d_step, mn)), d)
+        compressed = seg < d_step
+        if not compressed:
+            measure = d.astype(float)
+    else:
+        n_eff = checks.positive("requests_per_interval", requests_per_interval)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            want = _measure_for_requests(rate, tau, d / d_step, n_eff)
+        measure = np.minimum(np.where(idle, mn, np.maximum(want, mn)), d)
+        compressed = True
     changed = np.zeros(len(d), dtype=bool)
     changed[1:] = (rate[1:] != rate[:-1]) | (c[1:] != c[:-1])
-    need = np.zeros(len(d))
-    settle = np.zeros(len(d))
-    backlog = 0.0                                 # fluid queue beyond the servers, requests
-    for i in range(len(d)):
-        net = rate[i] - c[i] * mu                 # growth of the backlog, requests/s
-        if over[i]:
-            backlog = min(float(cap), backlog + net * measure[i])
-            continue
-        if compressed and measure[i] < d[i]:
-            drain = backlog / -net if net < 0 else (math.inf if backlog > 0 else 0.0)
-            need[i] = max(sf * tau[i] if changed[i] else 0.0, drain)
-            settle[i] = min(need[i], ms, d[i] - measure[i])
-        backlog = max(0.0, backlog + net * (settle[i] + measure[i]))
+
+    def settle_plan(measure):
+        need = np.zeros(len(d))
+        settle = np.zeros(len(d))
+        backlog = 0.0                                 # fluid queue beyond the servers, requests
+        for i in range(len(d)):
+            net = rate[i] - c[i] * mu                 # growth of the backlog, requests/s
+            if over[i]:
+                backlog = min(float(cap), backlog + net * measure[i])
+                continue
+            if compressed and measure[i] < d[i]:
+                drain = backlog / -net if net < 0 else (math.inf if backlog > 0 else 0.0)
+                need[i] = max(sf * tau[i] if changed[i] else 0.0, drain)
+                settle[i] = min(need[i], ms, d[i] - measure[i])
+            backlog = max(0.0, backlog + net * (settle[i] + measure[i]))
+        return need, settle
+
+    need, settle = settle_plan(measure)
+    if requests_per_interval is not None and max_requests is not None:
+        limit = checks.positive("max_requests", max_requests)
+        total = float((rate * (settle + measure)).sum())
+        if total > limit:
+            free = ~idle & (measure > mn)
+            fixed = float((rate * settle).sum() + (rate * measure)[~free].sum())
+            room = float((rate * measure)[free].sum())
+            factor = max(limit - fixed, 0.0) / room if room > 0 else 0.0
+            measure = np.where(free, np.minimum(np.maximum(measure * factor, mn), d), measure)
+            need, settle = settle_plan(measure)
     out = pieces.copy()
     out["settle_s"] = settle
+    out["measure_s"] = measure
     out["sim_s"] = settle + measure
     out["weight"] = d / measure
     out["relaxation_s"] = tau
+    out["effective_requests"] = np.where(idle, 0.0, _effective_requests(rate, tau, measure))
     out["relaxed"] = ~over & (settle >= need * (1 - 1e-12))
     out["overloaded"] = over
-    out.attrs["max_in_system"] = cap
+    out["max_in_system"] = cap
     return out
 
 
@@ -1241,13 +1377,35 @@ def _t_half_width(values: np.ndarray) -> float:
 
 
 def simulate_policy(demand: pd.Series, servers, service_rate, slo: SLO, *, name: str = "policy",
-                    replications: int = 5, seed: int = 0, segment_s: float = 20.0,
+                    replications: int = 5, seed: int = 0, segment_s: float | None = None,
+                    precision: float = 0.25, max_requests: float = 2e6,
                     min_piece_s: float = 5.0, settle_factor: float = 3.0,
                     max_settle_s: float = 60.0, sim_warmup_s: float | None = None,
                     max_in_system: int | None = None, price_per_server_hour: float = 1.0,
-                    warmup_s: float | None = None, executor="auto",
+                    warmup_s: float = 0.0, executor="auto",
                     max_workers: int | None = None, path: str = "auto") -> PolicyResult:
-    """ciw simulation (analysis.simulation.run_trials) of a schedule against time-varying demand.
+    """Simulation (analysis.simulation.run_trials) of a schedule against time-varying demand.
+
+    Replay length. By default (segment_s=None) it follows from a precision target: every interval
+    is replayed for long enough that the 95% half-width of its P(exceed) estimate at the SLO's
+    target probability p0 (P(wait > t) <= p0, or the tail 1 - quantile of a response SLO),
+    pooled over the replications, is ``precision`` x p0 (0.25: p0 = 5% is estimated +-1.25%).
+    For a binomial proportion that takes n = 1.96^2 (1 - p0) / (p0 precision^2) independent
+    requests (1,168 at 5% and 0.25), i.e. n / replications per replication; consecutive waits
+    are correlated over the relaxation time tau, so an interval at rate lambda is measured for
+    n / replications x (1/lambda + 2 tau) simulated seconds (at most its real length, at least
+    min_piece_s): about 5 minutes per hour at 1.5 requests/s, and since tau >= 1/service_rate
+    at least 2 n / (replications x service_rate) s whatever the rate (94 s per hour with 0.2 s
+    services and 5 replications: ~72,000 requests per hour at 770 requests/s, more near
+    saturation). When the whole plan would exceed ``max_requests``
+    simulated requests per replication, every length is scaled down by one factor and a warning
+    states the precision actually expected. Reported: summary ``engine`` (the path that ran),
+    ``replay`` ("precision" or "segment_s"), ``precision_target``,
+    ``replay_precision_median`` / ``replay_precision_max`` (expected relative half-widths over
+    the intervals with demand and no overload), ``replay_capped``, ``replay_measure_s_mean``
+    (simulated seconds measured per interval); per interval ``replay_measure_s`` and
+    ``replay_precision``. ``segment_s`` (seconds per interval, the same for all) replaces the
+    rule by a fixed compression (segment_s = the interval: no compression).
 
     The schedule is replayed time-compressed (see compressed_pieces and the module docstring) as a
     one-service analysis.topology.ServiceGraph: Exponential(rate=service_rate) service,
@@ -1272,7 +1430,7 @@ def simulate_policy(demand: pd.Series, servers, service_rate, slo: SLO, *, name:
     max_in_system: cap on requests in the system (default: the largest fleet plus 2 s of its
     full-speed work, at least 50). sim_warmup_s: discarded lead-in at the first piece's rate and
     servers (default: that piece's replay, and at least its settle). warmup_s: instance warm-up,
-    for the billed server-hours only (None: the policy's own, from ``servers.attrs``).
+    for the billed server-hours only, s (give the policy's own warmup_s; default 0).
     """
     if not isinstance(slo, SLO):
         raise ValueError(f"slo: expected an SLO, got {type(slo).__name__}")
@@ -1282,11 +1440,14 @@ def simulate_policy(demand: pd.Series, servers, service_rate, slo: SLO, *, name:
     seed = checks.integer("seed", seed, 0)
     price = checks.nonnegative("price_per_server_hour", price_per_server_hour)
     w_inst = _instance_warmup(servers, warmup_s)
-    plan = compressed_pieces(demand, servers, mu, segment_s=segment_s, min_piece_s=min_piece_s,
+    replay = _replay_rule(slo, reps, segment_s, precision, max_requests)
+    plan = compressed_pieces(demand, servers, mu, segment_s=segment_s,
+                             requests_per_interval=replay["requests_per_interval"],
+                             max_requests=replay["max_requests"], min_piece_s=min_piece_s,
                              settle_factor=settle_factor, max_settle_s=max_settle_s,
                              max_in_system=max_in_system)
     dem = _rate_series(demand, "demand")
-    cap = plan.attrs["max_in_system"]
+    cap = int(plan["max_in_system"].iloc[0])
     if sim_warmup_s is None:  # the first piece starts from an empty system: give it its settle too
         tau0 = float(plan["relaxation_s"].iloc[0])
         warm = float(plan["sim_s"].iloc[0])
@@ -1296,7 +1457,8 @@ def simulate_policy(demand: pd.Series, servers, service_rate, slo: SLO, *, name:
         warm = checks.nonnegative("sim_warmup_s", sim_warmup_s)
     expected = float((plan["rate"] * plan["sim_s"]).sum() + plan["rate"].iloc[0] * warm)
     if expected > 5e7:
-        raise ValueError(f"segment_s={segment_s!r}: the plan would simulate ~{expected:.3g} "
+        raise ValueError(f"segment_s={segment_s!r}, precision={precision!r}: the plan would "
+                         f"simulate ~{expected:.3g} "
                          "requests per replication; compress more or shorten the window")
     if float(plan["rate"].max()) <= 0:
         raise ValueError("demand: every rate is zero; nothing to simulate")
@@ -1319,8 +1481,72 @@ def simulate_policy(demand: pd.Series, servers, service_rate, slo: SLO, *, name:
     pieces = plan[["interval", "start", "duration_s", "rate", "servers"]]
     exact = _evaluate_pieces(dem, pieces, mu, slo, name, price, _warmup_hours(plan, w_inst))
     relaxed = plan.groupby("interval")["relaxed"].all().to_numpy()
+    replay.update(_replay_report(plan, replay, len(dem)))
+    replay["engine"] = trials.path
+    if replay["capped"]:
+        warnings.warn(
+            f"simulate_policy({name!r}): the replay for precision={precision:g} (95% half-width "
+            f"of P(exceed) at the target {slo.probability:g}, relative) needs "
+            f"~{replay['wanted_requests']:.3g} requests per replication; capped at "
+            f"max_requests={replay['max_requests']:.3g}, so the expected relative half-width is "
+            f"{replay['precision_median']:.2g} (median interval), {replay['precision_max']:.2g} "
+            f"(worst). Raise max_requests or replications for the target.", stacklevel=2)
     return _simulation_result(dem, slo, name, outs, trials.params["seeds"], exact, relaxed,
-                              float(segment_s))
+                              replay)
+
+
+_Z95 = 1.959963984540054   # standard normal 0.975 quantile
+
+
+def _replay_rule(slo: SLO, reps: int, segment_s, precision, max_requests) -> dict:
+    """How simulate_policy chooses the replay length (see its docstring)."""
+    if segment_s is not None:
+        checks.positive("segment_s", segment_s)
+        return {"replay": "segment_s", "segment_s": float(segment_s), "precision_target": math.nan,
+                "requests_per_interval": None, "max_requests": None, "p0": slo.probability,
+                "replications": reps}
+    prec = checks.positive("precision", precision)
+    cap_n = checks.positive("max_requests", max_requests)
+    p0 = slo.probability
+    # a binomial proportion p0 from n independent requests: half-width z sqrt(p0 (1-p0) / n);
+    # relative to p0: z sqrt((1 - p0) / (p0 n)) = precision, over all replications together
+    n_total = _Z95 ** 2 * (1.0 - p0) / (p0 * prec ** 2)
+    return {"replay": "precision", "segment_s": math.nan, "precision_target": prec,
+            "requests_per_interval": n_total / reps, "max_requests": cap_n,
+            "p0": slo.probability, "replications": reps}
+
+
+def _replay_report(plan: pd.DataFrame, replay: dict, n_int: int) -> dict:
+    """What the replay plan delivers: measured seconds and expected relative half-width per
+    interval (over the intervals with a rate > 0 that are not overloaded)."""
+    by = plan.groupby("interval", sort=True)
+    n_eff = by["effective_requests"].sum().reindex(range(n_int), fill_value=0.0).to_numpy()
+    measure = by["measure_s"].sum().reindex(range(n_int), fill_value=0.0).to_numpy()
+    live = ((plan["rate"] > 0) & ~plan["overloaded"]).groupby(plan["interval"]).all()
+    live = live.reindex(range(n_int), fill_value=False).to_numpy()
+    reps = replay.get("replications", 1)
+    p0 = replay["p0"]
+    with np.errstate(divide="ignore"):
+        prec = np.where(live, _Z95 * np.sqrt((1.0 - p0) / (p0 * reps * n_eff)), np.nan)
+    wanted = replay["requests_per_interval"]
+    capped = False
+    wanted_requests = math.nan
+    if wanted is not None:
+        want_s = _measure_for_requests(plan["rate"].to_numpy(), plan["relaxation_s"].to_numpy(),
+                                       plan["duration_s"].to_numpy() / plan["duration_s"]
+                                       .groupby(plan["interval"]).transform("sum").to_numpy(),
+                                       wanted)
+        want_s = np.minimum(np.where(plan["rate"].to_numpy() > 0, want_s, 0.0),
+                            plan["duration_s"].to_numpy())
+        want_s = np.where(plan["overloaded"].to_numpy(), 0.0, want_s)
+        wanted_requests = float((plan["rate"].to_numpy() * (want_s + plan["settle_s"])).sum())
+        capped = bool((plan["measure_s"].to_numpy() < want_s * (1 - 1e-9) - 1e-12).any())
+    ok = prec[np.isfinite(prec)] if live.any() else np.array([])
+    return {"measure_s": measure, "interval_precision": prec, "capped": capped,
+            "wanted_requests": wanted_requests,
+            "measure_s_mean": float(measure.mean()),
+            "precision_median": float(np.median(ok)) if ok.size else math.nan,
+            "precision_max": float(ok.max()) if ok.size else math.nan}
 
 
 def _pooled_quantiles(outs: list[dict], n_int: int, q: float) -> np.ndarray:
@@ -1340,7 +1566,7 @@ def _pooled_quantiles(outs: list[dict], n_int: int, q: float) -> np.ndarray:
 
 
 def _simulation_result(dem: pd.Series, slo: SLO, name: str, outs: list[dict], seeds: list,
-                       exact: PolicyResult, relaxed: np.ndarray, segment_s: float) -> PolicyResult:
+                       exact: PolicyResult, relaxed: np.ndarray, replay: dict) -> PolicyResult:
     """Pool the replications per interval, judge each interval, summarise (see simulate_policy)."""
     reps, n_int = len(outs), len(dem)
     col, tol = slo.value_column, slo.target_value * (1 + _REL_TOL)
@@ -1370,8 +1596,9 @@ def _simulation_result(dem: pd.Series, slo: SLO, name: str, outs: list[dict], se
     meets = ~over & (value <= tol)
     if reps >= 2:
         wide = np.nan_to_num(half, nan=np.inf)
-        confirmed = ~over & (value + wide <= tol)
-        violated = over | (value - wide > tol)
+        with np.errstate(invalid="ignore"):   # inf - inf (an unbounded interval): not confirmed
+            confirmed = ~over & (value + wide <= tol)
+            violated = over | (value - wide > tol)
     else:
         confirmed, violated = meets, ~meets
 
@@ -1407,6 +1634,8 @@ def _simulation_result(dem: pd.Series, slo: SLO, name: str, outs: list[dict], se
     iv["mean_wait_s_lo"] = mean_wait - mean_wait_half
     iv["mean_wait_s_hi"] = mean_wait + mean_wait_half
     iv["rejected_fraction"] = rejected
+    iv["replay_measure_s"] = replay["measure_s"]
+    iv["replay_precision"] = replay["interval_precision"]
     iv["meets_slo"] = meets
     iv["confirmed"] = confirmed
     iv["violated"] = violated
@@ -1435,7 +1664,11 @@ def _simulation_result(dem: pd.Series, slo: SLO, name: str, outs: list[dict], se
         "worst_interval": dem.index[worst], "worst_value": float(shown[worst]),
         "worst_utilisation": float(util[worst]),
         "simulated_requests": int(reps_df["simulated_requests"].sum()),
-        "segment_s": segment_s,
+        "engine": replay["engine"], "replay": replay["replay"], "segment_s": replay["segment_s"],
+        "precision_target": replay["precision_target"],
+        "replay_precision_median": replay["precision_median"],
+        "replay_precision_max": replay["precision_max"],
+        "replay_capped": replay["capped"], "replay_measure_s_mean": replay["measure_s_mean"],
     })
     for k in ("serving_server_hours", "warmup_server_hours", "server_hours", "cost"):
         summary[k] = float(exact.summary[k])

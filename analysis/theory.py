@@ -313,12 +313,20 @@ def _response_survival(t: float, mu: float, theta: float, p_wait: float) -> floa
 
     P(Exp(theta) + Exp(mu) > t) = e^{-mu t} [1 + mu t g(delta t)], delta = theta - mu,
     g(x) = (1 - e^{-x}) / x (g(0) = 1, i.e. the Erlang-2 case theta == mu); expm1 keeps it exact
-    when theta is close to mu.
+    when theta is close to mu. For theta < mu the same value is written e^{-mu t} + C mu t
+    e^{-theta t} (1 - e^{-(mu - theta) t}) / ((mu - theta) t): every factor stays in [0, 1], so a
+    server at 99.99% utilisation (theta -> 0, t in the thousands of seconds) does not overflow.
     """
     x = (theta - mu) * t
-    g = 1.0 if x == 0.0 else -math.expm1(-x) / x
     e = math.exp(-mu * t)
-    return (1.0 - p_wait) * e + p_wait * e * (1.0 + mu * t * g)
+    if x >= 0.0:              # theta >= mu: g(x) in (0, 1]
+        g = 1.0 if x == 0.0 else -math.expm1(-x) / x
+        return (1.0 - p_wait) * e + p_wait * e * (1.0 + mu * t * g)
+    # theta < mu (one server near saturation: theta -> 0): e^{-mu t} g(x) = e^{-theta t} h(-x) with
+    # h(y) = (1 - e^{-y}) / y in (0, 1], so nothing overflows (e^{-x} alone would, from |x| > 709)
+    y = -x
+    h = -math.expm1(-y) / y
+    return e + p_wait * mu * t * math.exp(-theta * t) * h
 
 
 def _response_quantile(mu: float, theta: float, p_wait: float, q: float) -> float:

@@ -186,6 +186,7 @@ def test_reactive_lags_a_step_change_by_delay_plus_warmup(delay, warm):
     assert first_up == step_at + pd.Timedelta(seconds=delay + warm)
     assert s[first_up] == 8                           # saturated: 4 busy / 0.5
     assert s.iloc[-1] == 16                           # settles at 40/5/0.5
+    assert s.attrs == {}                              # issue 9: nothing in attrs
 
 
 def test_reactive_scale_in_cooldown_and_step_limits():
@@ -235,11 +236,11 @@ def test_predictive_with_a_perfect_forecast_meets_the_slo_every_hour(trace):
     assert res.summary["attainment"] == 1.0 and res.summary["overloaded_intervals"] == 0
     assert (res.intervals["p_wait_exceeds"] <= 0.05).all()
     assert res.summary["warmup_server_hours"] > 0
-    # the policy records its warm-up: evaluation bills it without being told again
-    assert s.attrs["warmup_s"] == 300
-    assert cap.evaluate_policy(week, s, MU, slo).summary["warmup_server_hours"] == \
-        pytest.approx(res.summary["warmup_server_hours"])
-    assert cap.evaluate_policy(week, s, MU, slo, warmup_s=0).summary["warmup_server_hours"] == 0
+    # nothing is kept in attrs (issue 9): the warm-up billed is the one stated to the evaluation
+    assert s.attrs == {} and s.name == "servers"
+    assert res.summary["warmup_server_hours"] == pytest.approx(
+        cap.warmup_server_hours(s, warmup_s=300))
+    assert cap.evaluate_policy(week, s, MU, slo).summary["warmup_server_hours"] == 0
     # an under-forecast is not saved by the sizing: 20% low -> violations
     low = cap.predictive_policy(fc.assign(hi95=week * 0.8), MU, slo)
     assert cap.evaluate_policy(week, low, MU, slo).summary["attainment"] < 0.5
@@ -343,6 +344,7 @@ def test_simulation_bounds_and_flags_overloaded_hours(path):
     # (fluid backlog: 5 s replay at +10/s = 50, capped at 40 requests; drains at 20 - 10 = 10/s)
     plan = cap.compressed_pieces(dem, servers, MU, max_in_system=40)
     assert list(plan["sim_s"] - plan["settle_s"]) == [20.0, 5.0, 20.0]
+    assert (plan["max_in_system"] == 40).all() and plan.attrs == {}   # a column, not attrs
     assert plan["settle_s"].iloc[2] == pytest.approx(40 / 10)
     assert iv["p_wait_exceeds"].iloc[2] < 0.1 and not iv["violated"].iloc[2]
     assert res.replications["simulated_requests"].max() < 5000  # bounded: short compressed pieces
@@ -515,3 +517,214 @@ def test_frontier_and_savings(trace):
     with pytest.raises(ValueError, match="different SLOs"):
         other = cap.evaluate_policy(week, static, MU, cap.SLO.p99_response(2.0), name="x")
         cap.policy_frontier(results + [other])
+
+
+def test_one_server_near_saturation_does_not_crash_the_evaluations():
+    # Issue 11: one server at >= 99.35% utilisation raised OverflowError (expm1) in the response
+    # quantile, crashing evaluate_policy and simulate_policy.
+    mu = 0.5
+    dem = hourly([0.2, 0.497, 0.4999])
+    slo = cap.SLO.p99_response(60.0)
+    res = cap.evaluate_policy(dem, 1, mu, slo)
+    q = res.intervals["response_quantile_s"].to_numpy()
+    assert q[1:] == pytest.approx([-math.log(0.01) / (mu - r) for r in (0.497, 0.4999)], rel=1e-9)
+    assert not res.intervals["meets_slo"].iloc[1:].any()
+    sim = cap.simulate_policy(dem, 1, mu, slo, replications=2, seed=0)
+    assert sim.intervals["response_quantile_s_analytic"].to_numpy() == pytest.approx(q, rel=1e-12)
+    # the vectorised mixture survival agrees with theory there too (theta -> 0)
+    for lam in (0.497, 0.4999, 0.49999999):
+        t = theory.mmc_response_quantile(lam, mu, 1, 0.99)
+        got = cap._response_survival_vec(t, mu, np.array([mu - lam]), np.array([lam / mu]))[0]
+        assert got == pytest.approx(0.01, rel=1e-9)
+
+
+def test_issued_forecasts_need_only_the_models_history():
+    # Issue 11: two weeks were demanded whatever the model; a daily seasonal naive needs two days.
+    from analysis.forecasting import SeasonalNaive
+
+    rng = np.random.default_rng(1)
+    base = 10 + 5 * np.sin(2 * np.pi * np.arange(5 * 24) / 24)
+    y = hourly(base + rng.normal(0, 0.3, len(base)))
+    start, end = y.index[3 * 24], y.index[4 * 24]
+    fc = cap.issued_forecasts(y, lambda: SeasonalNaive(season=24), start, end, lead_time_h=1,
+                              refit_every_h=24)
+    assert fc.index[0] == start and len(fc) == 24 and (fc["lead_h"] >= 1).all()
+    back = np.ceil(fc["h"].to_numpy() / 24).astype(int) * 24        # whole seasons back
+    assert np.allclose(fc["mean"],
+                       [y[t - pd.Timedelta(hours=int(k))] for t, k in zip(fc.index, back)])
+    # too little history: the error says what the model needs
+    with pytest.raises(ValueError, match=r"needs 48 points of history.*has 46"):
+        cap.issued_forecasts(y, lambda: SeasonalNaive(season=24), y.index[47], end,
+                             lead_time_h=1)
+    with pytest.raises(ValueError, match="needs 336 points"):          # a weekly model still does
+        cap.issued_forecasts(y, lambda: SeasonalNaive(), start, end)
+    with pytest.raises(ValueError, match="max_train"):
+        cap.issued_forecasts(y, lambda: SeasonalNaive(season=24), start, end, max_train=30)
+
+
+def test_issued_forecasts_on_a_per_minute_series():
+    # step 60 s: lead time and refit interval are hours converted to steps; lead_h stays in hours
+    from analysis.forecasting import SeasonalNaive
+
+    idx = pd.date_range("2024-03-04", periods=6 * 60, freq="min", tz="UTC")
+    y = pd.Series(3.0 + np.sin(2 * np.pi * np.arange(len(idx)) / 60), index=idx)
+    start, end = idx[3 * 60], idx[5 * 60]
+    fc = cap.issued_forecasts(y, lambda: SeasonalNaive(season=60), start, end,
+                              lead_time_h=5 / 60, refit_every_h=0.5)
+    assert len(fc) == 120 and fc.index[0] == start
+    assert fc["lead_h"].min() == pytest.approx(5 / 60)                 # 5 minutes ahead
+    assert fc["lead_h"].max() == pytest.approx((5 + 29) / 60)          # refit every 30 steps
+    back = np.ceil(fc["h"].to_numpy() / 60).astype(int) * 60
+    assert np.allclose(fc["mean"],
+                       [y[t - pd.Timedelta(minutes=int(k))] for t, k in zip(fc.index, back)])
+    with pytest.raises(ValueError, match="refit_every_h"):
+        cap.issued_forecasts(y, lambda: SeasonalNaive(season=60), start, end,
+                             refit_every_h=0.5 / 60)
+    s = cap.predictive_policy(fc, MU, cap.SLO.wait_exceeds(0.1, 0.05), lead_time_h=5 / 60)
+    assert s.index.equals(fc.index)
+
+
+# ------------------------------------------------------------------- replay length from a precision
+
+def test_replay_length_follows_rate_and_precision():
+    # Issue 11: a fixed segment replayed ~15 requests per hour at 1.5 requests/s. The default now
+    # measures each hour for n / reps x (1/rate + 2 tau) s, n = 1.96^2 (1 - p0) / (p0 precision^2).
+    slo = cap.SLO.wait_exceeds(0.1, 0.05)
+    dem = hourly([1.5, 20.0, 200.0, 0.0])
+    servers = cap.servers_needed(dem, MU, slo)
+    reps = 4
+    res = cap.simulate_policy(dem, servers, MU, slo, replications=reps, seed=3)
+    s, iv = res.summary, res.intervals
+    assert s["replay"] == "precision" and s["precision_target"] == 0.25
+    assert s["engine"] == "recursion" and not s["replay_capped"]
+    n = 1.959963984540054 ** 2 * 0.95 / (0.05 * 0.25 ** 2) / reps
+    tau = cap._relaxation_s(dem.to_numpy()[:3], servers.to_numpy()[:3], MU)
+    assert iv["replay_measure_s"].to_numpy()[:3] == pytest.approx(
+        n * (1 / dem.to_numpy()[:3] + 2 * tau), rel=1e-9)
+    assert iv["replay_precision"].to_numpy()[:3] == pytest.approx(0.25, rel=1e-9)
+    assert np.isnan(iv["replay_precision"].iloc[3])                     # no demand: nothing to do
+    # the 1.5 requests/s hour now holds hundreds of requests per replication, not ~15
+    assert 1.5 * iv["replay_measure_s"].iloc[0] > 300
+    # a tighter target replays longer (n grows as 1 / precision^2)
+    fine = cap.simulate_policy(dem, servers, MU, slo, replications=reps, seed=3, precision=0.125)
+    assert fine.intervals["replay_measure_s"].iloc[0] == pytest.approx(
+        4 * iv["replay_measure_s"].iloc[0], rel=1e-9)
+    # a fixed segment is still available and says so
+    seg = cap.simulate_policy(dem, servers, MU, slo, replications=2, seed=3, segment_s=20.0)
+    assert seg.summary["replay"] == "segment_s" and seg.summary["segment_s"] == 20.0
+    with pytest.raises(ValueError, match="precision"):
+        cap.simulate_policy(dem, servers, MU, slo, precision=0)
+
+
+def test_replay_cap_warns_with_the_precision_reached():
+    slo = cap.SLO.wait_exceeds(0.1, 0.05)
+    dem = hourly([30.0, 60.0])
+    servers = cap.servers_needed(dem, MU, slo)
+    with pytest.warns(UserWarning, match=r"capped at max_requests=2e\+04.*expected relative "
+                                         r"half-width"):
+        res = cap.simulate_policy(dem, servers, MU, slo, replications=2, seed=1,
+                                  max_requests=2e4)
+    s = res.summary
+    assert s["replay_capped"] and s["replay_precision_max"] > 0.25
+    assert res.replications["simulated_requests"].max() < 2.4e4          # the cap held
+    plan_total = (res.intervals["replay_measure_s"] * dem).sum()
+    assert plan_total <= 2e4
+
+
+def test_replay_precision_is_calibrated_against_erlang_c():
+    # hours sized exactly (P(wait > 0.1 s) near 5%): the simulation's 95% intervals contain
+    # Erlang C in about 95% of them, and their half-widths are near the predicted precision
+    slo = cap.SLO.wait_exceeds(0.1, 0.05)
+    rng = np.random.default_rng(5)
+    dem = hourly(rng.uniform(2.0, 12.0, 30))
+    servers = cap.servers_needed(dem, MU, slo)
+    res = cap.simulate_policy(dem, servers, MU, slo, replications=8, seed=11, precision=0.3)
+    iv = res.intervals
+    assert res.summary["analytic_in_ci"] >= 0.8
+    near = iv["p_wait_exceeds_analytic"] > 0.025
+    pa = iv["p_wait_exceeds_analytic"][near]
+    predicted = 0.3 * 0.05 * np.sqrt(pa * (1 - pa) / (0.05 * 0.95))    # at the hour's own value
+    actual = (iv["p_wait_exceeds_hi"] - iv["p_wait_exceeds"])[near]
+    assert 0.6 < float(np.median(actual / predicted)) < 1.6
+
+
+# ------------------------------------------------------------------ demand series of other shapes
+
+def test_per_minute_demand_through_sizing_policies_and_evaluation():
+    # Issue 11: any demand series: a per-minute series is sized, scheduled, autoscaled and
+    # evaluated at its own step; server-hours count minutes as 1/60 h
+    slo = cap.SLO.wait_exceeds(0.1, 0.05)
+    idx = pd.date_range("2024-03-04", periods=3 * 24 * 60, freq="min", tz="UTC")
+    minute = np.arange(len(idx))
+    dem = pd.Series(8.0 + 6.0 * np.sin(2 * np.pi * minute / 1440), index=idx, name="ingress")
+    need = cap.servers_needed(dem, MU, slo)
+    assert need.index.equals(idx)
+    assert cap.server_hours(need) == pytest.approx(need.sum() / 60)
+    # a daily schedule by minute of the day (slots at the series' step) from two training days
+    train, day3 = dem.iloc[:2 * 1440], dem.iloc[2 * 1440:]
+    sched = cap.scheduled_policy(train, day3.index, MU, slo, quantile=1.0, period_s=86400)
+    assert (sched.to_numpy() == need.iloc[2 * 1440:].to_numpy()).all()   # the series repeats daily
+    with pytest.raises(ValueError, match=r"no data for .* slots.*period_s"):
+        cap.scheduled_policy(train, day3.index, MU, slo)                 # a week is not covered
+    hourly_slots = cap.scheduled_policy(train, day3.index, MU, slo, period_s=86400, slot_s=3600)
+    assert hourly_slots.iloc[:60].nunique() == 1                         # one value per hour
+    react = cap.reactive_policy(day3, MU, step_s=60, warmup_s=120, reaction_delay_s=60,
+                                cooldown_s=300)
+    assert react.index.equals(day3.index)
+    res = cap.evaluate_policy(day3, sched, MU, slo)
+    assert res.summary["attainment"] == 1.0 and len(res.intervals) == 1440
+    assert res.summary["server_hours"] == pytest.approx(sched.sum() / 60)
+    sim = cap.simulate_policy(day3.iloc[:120], sched.iloc[:120], MU, slo, replications=2, seed=4)
+    assert len(sim.intervals) == 120
+    # each minute is measured at most for its real 60 s
+    assert (sim.intervals["replay_measure_s"] <= 60 + 1e-9).all()
+
+
+def test_demand_with_zero_hours():
+    slo = cap.SLO.wait_exceeds(0.1, 0.05)
+    dem = hourly([0.0, 0.0, 4.0, 0.0, 12.0, 0.0])
+    need = cap.servers_needed(dem, MU, slo, min_servers=0)
+    assert list(need[dem == 0]) == [0, 0, 0, 0]
+    res = cap.evaluate_policy(dem, need, MU, slo)
+    assert res.summary["attainment"] == 1.0 and not res.intervals["overloaded"].any()
+    assert (res.intervals.loc[dem == 0, "p_wait_exceeds"] == 0).all()
+    sim = cap.simulate_policy(dem, cap.servers_needed(dem, MU, slo), MU, slo, replications=2,
+                              seed=2)
+    assert sim.intervals["meets_slo"].all()
+    assert np.isnan(sim.intervals.loc[dem == 0, "replay_precision"]).all()
+    react = cap.reactive_policy(dem, MU, step_s=60)
+    assert (react >= 1).all()                                            # min_servers
+    assert cap.reactive_policy(dem.iloc[:2], MU).eq(1).all()
+
+
+def test_two_weeks_of_hourly_demand_and_the_step_is_never_guessed():
+    slo = cap.SLO.wait_exceeds(0.1, 0.05)
+    two = synthetic_demand(seed=3, start="2024-01-01", periods=2 * 168, events=()) / 4.0
+    train, test = two.iloc[:168], two.iloc[168:]
+    s = cap.scheduled_policy(train, test.index, MU, slo, quantile=1.0)
+    assert (s.to_numpy() == cap.servers_needed(train, MU, slo).to_numpy()).all()
+    res = cap.evaluate_policy(test, s, MU, slo)
+    assert res.summary["intervals"] == 168
+    # a single timestamp without a freq does not say how long its interval is: refused
+    one = pd.Series([5.0], index=pd.DatetimeIndex(["2024-01-01"], tz="UTC"))
+    with pytest.raises(ValueError, match="demand: need at least two timestamps"):
+        cap.evaluate_policy(one, 2, MU, slo)
+    assert cap.evaluate_policy(hourly([5.0]), 2, MU, slo).summary["server_hours"] == 2.0
+
+
+def test_a_recorded_unit_that_is_not_a_rate_is_refused():
+    # a loader that records the unit (workloads.load_trace: attrs["unit"]) lets sizing refuse a
+    # count per hour passed as requests/s (3600x off) instead of sizing for it silently
+    slo = cap.SLO.wait_exceeds(0.1, 0.05)
+    counts = hourly([3600.0 * 4, 3600.0 * 8])
+    counts.attrs["unit"] = "count"
+    with pytest.raises(ValueError, match=r"rates: its recorded unit is 'count'.*divide by the step"):
+        cap.servers_needed(counts, MU, slo)
+    latency = hourly([0.2, 0.3])
+    latency.attrs["unit"] = "latency (units not stated)"
+    with pytest.raises(ValueError, match="demand: its recorded unit is 'latency"):
+        cap.evaluate_policy(latency, 2, MU, slo)
+    rate = counts / 3600.0
+    rate.attrs["unit"] = "requests/s"
+    assert list(cap.servers_needed(rate, MU, slo)) == list(cap.servers_needed(
+        hourly([4.0, 8.0]), MU, slo))

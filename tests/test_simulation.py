@@ -511,3 +511,36 @@ def test_summary_and_records_use_customer_class_and_no_attrs():
         r.compare({"mean_wait": 1.0})
     with pytest.raises(ValueError, match="no metric"):
         r.compare({"nonsense": 1.0}, service="web")
+
+
+def test_vectorised_summary_equals_the_groupby_loop():
+    # Issue 10/C: _summarise is vectorised (one t.ppf per distinct replication count); it must give
+    # the numbers of the per-group loop to 1e-12, also with non-finite values, a group with one
+    # finite value, a group with none and unequal replication counts.
+    from analysis import simulation as sim
+    graph = ServiceGraph(
+        [Service("a", 2, Exponential(0.1)), Service("b", 1, Exponential(0.05))],
+        [Arrivals("a", rate=6.0, customer_class="x"), Arrivals("a", rate=4.0, customer_class="y")],
+        routing={"a": {"b": 0.8}}, classes=[CustomerClass("x", 0), CustomerClass("y", 0)])
+    res = run_trials(graph, replications=7, horizon=60.0, seed=3, progress=False)
+    per_trial = res.per_trial.copy()
+    rng = np.random.default_rng(0)
+    v = per_trial["value"].to_numpy().copy()
+    v[rng.random(len(v)) < 0.15] = np.inf
+    v[rng.random(len(v)) < 0.1] = np.nan
+    per_trial["value"] = v
+    odd = per_trial.iloc[:3].assign(metric="one_finite", value=[1.5, np.nan, np.inf])
+    none = per_trial.iloc[:2].assign(metric="no_finite", value=[np.nan, -np.inf])
+    per_trial = pd.concat([per_trial, odd, none], ignore_index=True)
+    for level in (0.95, 0.99):
+        fast = sim._summarise(per_trial, level)
+        slow = sim._summarise_loop(per_trial, level)
+        assert list(fast.columns) == list(slow.columns)
+        assert len(fast) == len(slow) > 20
+        assert len(set(slow["replications"])) >= 3
+        for col in ("service", "customer_class", "metric", "replications"):
+            assert fast[col].tolist() == slow[col].tolist()
+        for col in ("estimate", "ci_low", "ci_high", "half_width", "std"):
+            np.testing.assert_allclose(fast[col].to_numpy(float), slow[col].to_numpy(float),
+                                       rtol=1e-12, atol=1e-12, equal_nan=True)
+    assert sim._summarise(per_trial.iloc[:0]).empty

@@ -188,6 +188,52 @@ def test_response_quantile_inverts_exact_distribution(lam, mu, c):
         assert th.mmc_response_survival(lam, mu, c, t) == pytest.approx(1 - q, rel=1e-9)
 
 
+def _response_survival_decimal(lam, mu, c, t, digits=60):
+    """P(T > t) of M/M/c in 60-digit decimal arithmetic (independent high-precision reference).
+
+    Erlang C from its defining sum, then P(T > t) = (1-C) e^{-mu t} + C (mu e^{-theta t} -
+    theta e^{-mu t}) / (mu - theta), theta = c mu - lambda != mu.
+    """
+    from decimal import Decimal, localcontext
+    with localcontext() as ctx:
+        ctx.prec = digits
+        lam, mu, t = Decimal(repr(lam)), Decimal(repr(mu)), Decimal(repr(t))
+        a = lam / mu
+        rho = a / c
+        term, total = Decimal(1), Decimal(0)
+        for k in range(c):
+            total += term
+            term = term * a / (k + 1)             # term is now a^(k+1)/(k+1)!
+        last = term / (1 - rho)                   # a^c / c! / (1 - rho)
+        p_wait = last / (total + last)
+        theta = c * mu - lam
+        both = (mu * (-theta * t).exp() - theta * (-mu * t).exp()) / (mu - theta)
+        return float((1 - p_wait) * (-mu * t).exp() + p_wait * both)
+
+
+@pytest.mark.parametrize("lam", [0.497, 0.4999, 0.49999999, 0.5 * (1 - 1e-12)])
+def test_response_quantile_one_server_near_saturation(lam):
+    # Issue 11: one server at >= 99.35% utilisation raised OverflowError from expm1 (theta t > 709).
+    # M/M/1: the response time is Exponential(mu - lambda) exactly.
+    mu = 0.5
+    t = th.mmc_response_quantile(lam, mu, 1, 0.99)
+    assert math.isfinite(t)
+    assert t == pytest.approx(-math.log(0.01) / (mu - lam), rel=1e-9)
+    assert th.mmc_response_survival(lam, mu, 1, t) == pytest.approx(0.01, rel=1e-9)
+
+
+@pytest.mark.parametrize("lam, mu, c", [(0.497, 0.5, 1), (0.499, 0.5, 1), (1.996, 0.5, 4),
+                                        (19.99, 1.0, 20), (0.49, 0.5, 1)])
+def test_response_survival_near_saturation_matches_high_precision(lam, mu, c):
+    for q in (0.9, 0.99, 0.9999):
+        t = th.mmc_response_quantile(lam, mu, c, q)
+        assert th.mmc_response_survival(lam, mu, c, t) == pytest.approx(1 - q, rel=1e-9)
+        assert _response_survival_decimal(lam, mu, c, t) == pytest.approx(1 - q, rel=1e-8)
+    for t in (1.0, 100.0, 1e4, 1e5):
+        assert th.mmc_response_survival(lam, mu, c, t) == pytest.approx(
+            _response_survival_decimal(lam, mu, c, t), rel=1e-9, abs=1e-300)
+
+
 def test_response_quantile_continuous_through_special_case():
     # c mu - lambda == mu (here c = 2, lambda = mu) is the Erlang-2 special case; neighbouring
     # arrival rates must give neighbouring quantiles.
