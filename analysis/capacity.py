@@ -1621,11 +1621,13 @@ def _simulation_result(dem: pd.Series, slo: SLO, name: str, outs: list[dict], se
     reps_df = pd.DataFrame(rows)
 
     shown = np.where(over, exact_val, value)
+    with np.errstate(invalid="ignore"):      # overloaded hours: value/half are not finite, exact shown
+        lo, hi = value - half, value + half
     iv = pd.DataFrame({
         "rate": dem.to_numpy(), "servers": ex["servers"].to_numpy(), "utilisation": util,
         "overloaded": over, "relaxed": relaxed, col: shown,
-        f"{col}_lo": np.where(over, exact_val, value - half),
-        f"{col}_hi": np.where(over, exact_val, value + half),
+        f"{col}_lo": np.where(over, exact_val, lo),
+        f"{col}_hi": np.where(over, exact_val, hi),
         f"{col}_analytic": exact_val,
     }, index=dem.index)
     if slo.kind == "wait_exceeds":

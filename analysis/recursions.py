@@ -201,8 +201,8 @@ class _Stream:
             self.rates = np.asarray(sch.rates, dtype=float)
             ends = np.r_[self.starts[1:], sch.period if sch.period is not None else np.inf]
             widths = ends - self.starts
-            self.cum = np.r_[0.0, np.cumsum(np.where(np.isfinite(widths),
-                                                     self.rates * widths, 0.0))[:-1]]
+            finite = np.where(np.isfinite(widths), widths, 0.0)   # an open last piece adds no area
+            self.cum = np.r_[0.0, np.cumsum(self.rates * finite)[:-1]]
             self.per_cycle = float(np.sum(self.rates * widths)) if sch.period else math.inf
         elif rate is not None:
             self.gap = lambda g, n, r=float(rate): g.exponential(1.0 / r, n)
