@@ -12,6 +12,9 @@ no ``-p``, not ``--quick``) the runner calls :func:`publish_notebook`, which
 * keeps back, with the reason, every figure drawn from the synthetic default data or with parameters that
   differ from the notebook's declared defaults, or whose staged files do not match their recorded sha256.
   A kept-back figure leaves the published one (if any) untouched.
+* leaves a figure alone when the run reproduced it exactly (same bytes, and an index entry that differs only
+  in the commit it was built at): a rebuild that changes nothing leaves ``figures/`` and its index
+  byte-identical, and the entry keeps the commit that first produced those bytes.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from analysis.figures import (FIG_ID_PATTERN, NOTEBOOK_PATTERN, _locked, _sigint
                               write_index)
 from analysis.provenance import sha256_bytes
 
-__all__ = ["PublishReport", "publish_notebook", "publish_refusal"]
+__all__ = ["PublishReport", "publish_notebook", "publish_refusal", "same_figure"]
 
 
 @dataclass
@@ -35,16 +38,19 @@ class PublishReport:
     """What :func:`publish_notebook` did: figure ids published, and (id, reason) pairs kept back.
 
     ``dropped``: ids of that notebook that were in the destination index but not produced by this run
-    (their entries and files were removed).
+    (their entries and files were removed). ``unchanged``: ids this run reproduced to the byte (files and
+    entry left as they were).
     """
 
     published: list[str] = field(default_factory=list)
     kept_back: list[tuple[str, str]] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         """One human line per figure, for the runner to print."""
         out = [f"published {fig_id}" for fig_id in self.published]
+        out += [f"unchanged {fig_id} (reproduced to the byte)" for fig_id in self.unchanged]
         out += [f"kept back {fig_id}: {reason}" for fig_id, reason in self.kept_back]
         out += [f"dropped {fig_id} (no longer produced by its notebook)" for fig_id in self.dropped]
         return out
@@ -67,6 +73,17 @@ def publish_refusal(entry: Mapping[str, Any]) -> str | None:
                            for name, change in sorted(changed.items()))
         reasons.append(f"non-default parameters: {listed}")
     return "; ".join(reasons) or None
+
+
+BUILD_FIELDS = ("git_commit", "git_dirty")  #: where a rebuild of the same figure may differ
+
+
+def same_figure(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+    """True when ``new`` reproduces ``old``: equal content hash and entries equal but for BUILD_FIELDS."""
+    if not old or old.get("content_sha256") is None or old.get("content_sha256") != new.get("content_sha256"):
+        return False
+    strip = lambda e: {k: v for k, v in e.items() if k not in BUILD_FIELDS}  # noqa: E731
+    return strip(old) == strip(new)
 
 
 def _notebook_name(entry: Mapping[str, Any]) -> str:
@@ -127,7 +144,12 @@ def publish_notebook(staging: str | os.PathLike, notebook: str,
                                 if _notebook_name(entry) == name and fig_id not in staged)
         if not ready and not report.dropped:
             return report
+        before = dict(index)
         for fig_id, (entry, files) in sorted(ready.items()):
+            if same_figure(index.get(fig_id), entry) and all(
+                    (destination / f).is_file() and (destination / f).read_bytes() == d for f, d in files.items()):
+                report.unchanged.append(fig_id)
+                continue
             for file_name, data in sorted(files.items()):
                 atomic_write_bytes(destination / file_name, data)
             index[fig_id] = entry
@@ -137,7 +159,8 @@ def publish_notebook(staging: str | os.PathLike, notebook: str,
             entry = index.pop(fig_id)
             stale_files += [destination / str(rec.get("path")) for rec in entry.get("files", {}).values()
                             if rec.get("path")]
-        write_index(destination, index)
+        if report.published or report.dropped or index != before:
+            write_index(destination, index)
         for path in stale_files:  # after the index no longer names them
             if path.parent.resolve() == destination.resolve():
                 path.unlink(missing_ok=True)

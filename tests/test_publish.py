@@ -220,3 +220,22 @@ def test_jupyterlab_saves_source_notebooks_as_git_stores_them(tmp_path, monkeypa
                      f"{folder}/{source.name}")
     assert (root / "notebooks" / source.name).read_bytes() == provenance.stripped_notebook(source)
     assert b'"ran' in (root / "build" / source.name).read_bytes(), "other folders keep their outputs"
+
+
+def test_a_rebuild_that_reproduces_a_figure_leaves_figures_byte_identical(tmp_path, monkeypatch, notebook):
+    dest = tmp_path / "figures"
+    publish_notebook(stage(tmp_path, monkeypatch, notebook, "run1", {"fig-07-a": 1.0}), NOTEBOOK, dest)
+    before = {p.name: p.read_bytes() for p in dest.iterdir()}
+    first_commit = figures.load_index(dest)["fig-07-a"]["git_commit"]
+    # the same figure rebuilt at a later commit: same bytes, entry differs only in the build commit
+    staging = stage(tmp_path, monkeypatch, notebook, "run2", {"fig-07-a": 1.0})
+    staged_index = json.loads((staging / "figures" / "index.json").read_text())
+    staged_index["fig-07-a"]["git_commit"] = "0" * 40
+    (staging / "figures" / "index.json").write_text(json.dumps(staged_index))
+    report = publish_notebook(staging, NOTEBOOK, dest)
+    assert report.unchanged == ["fig-07-a"] and report.published == [] and report.kept_back == []
+    assert {p.name: p.read_bytes() for p in dest.iterdir()} == before
+    assert figures.load_index(dest)["fig-07-a"]["git_commit"] == first_commit
+    # a different figure under the same id is published with its own commit
+    staging = stage(tmp_path, monkeypatch, notebook, "run3", {"fig-07-a": 3.0})
+    assert publish_notebook(staging, NOTEBOOK, dest).published == ["fig-07-a"]
