@@ -32,7 +32,7 @@ __all__ = [
     "Pareto", "pareto_exponential", "WARS", "PBS_FITS", "PBS_PUBLISHED", "QuorumTrials",
     "check_quorum", "quorum_trials", "consistency_probability", "t_visibility", "consistency_closed_form",
     "lag_mean", "lag_quantile", "simulate_lag", "simulate_lag_schedule", "query_rate_series",
-    "synthetic_query_rate", "oversell_closed_form", "simulate_sale", "mitigated_oversell",
+    "synthetic_query_rate", "oversell_closed_form", "oversell_probability", "oversell_expected", "simulate_sale", "mitigated_oversell",
 ]
 
 
@@ -380,24 +380,45 @@ def _check_sale(region_rates, lag_s) -> tuple[np.ndarray, float]:
     return rates, checks.nonnegative("lag_s", lag_s)
 
 
-def oversell_closed_form(region_rates, lag_s: float) -> dict:
-    """Expected oversold units and P(any oversold) when every region sells from its own view: its own
-    sales at once, the other regions' sales ``lag_s`` s late (Poisson orders, ``region_rates``
-    orders/s).
+def oversell_probability(region_rates, lag_s: float) -> float:
+    """P(a sale oversells at all) when every region sees the other regions' sales ``lag_s`` s late
+    (Poisson orders, ``region_rates`` orders/s); exact for stock large against one lag window's orders.
 
-    Exact for stock large against the orders of one lag window (it does not depend on the stock).
-    Until the true total reaches the stock at tau nothing is oversold (a view never exceeds the truth);
-    after tau + lag_s every view holds the full stock; in between region k accepts its j-th order
-    at tau + s iff j < M_k(s), the other regions' orders in (tau + s - lag, tau] (the stock-out order
-    included when it was not k's). Backward from tau orders are Poisson, so with
-    N ~ Poisson(l_k s), M ~ Poisson((L - l_k)(lag - s)): E = sum_k l_k int_0^lag P(N < M + [k0 != k]) ds
-    (Skellam), and P(none) = sum_k0 (l_k0 / L) e^{-u lag} (e^{-u lag} + u (e^{-l lag} - e^{-u lag}) / (u - l))
+    Nothing is oversold iff no region sells after the stock-out order (at tau, from region k0): a region
+    k != k0 sells any order in (tau, tau + lag) (the stock-out order is unseen), region k0 any order
+    before the youngest unseen other-region order (age A ~ Exponential(L - l_k0) backward) expires:
+    P(none) = sum_k0 (l/L) e^{-u lag} (e^{-u lag} + u (e^{-l lag} - e^{-u lag}) / (u - l)),
     with l = l_k0, u = L - l_k0.
     """
     rates, d = _check_sale(region_rates, lag_s)
-    total = rates.sum()
     if d == 0 or rates.size == 1:
-        return {"expected_oversold": 0.0, "p_oversell": 0.0}
+        return 0.0
+    total = rates.sum()
+    p_none = 0.0
+    for lk in rates:
+        u = total - lk
+        if abs(u - lk) < 1e-12 * total:
+            inner = math.exp(-u * d) * (1 + u * d)
+        else:
+            inner = math.exp(-u * d) + u * (math.exp(-lk * d) - math.exp(-u * d)) / (u - lk)
+        p_none += (lk / total) * math.exp(-u * d) * inner
+    return float(1.0 - p_none)
+
+
+def oversell_expected(region_rates, lag_s: float) -> float:
+    """Expected oversold units (same model as :func:`oversell_probability`).
+
+    Until the true total reaches the stock at tau nothing is oversold (a view never exceeds the truth);
+    after tau + lag every view holds the full stock; in between region k accepts its j-th order at
+    tau + s iff j < M_k(s), the other regions' orders in (tau + s - lag, tau] (the stock-out order
+    included when it was not k's). Backward from tau orders are Poisson, so with N ~ Poisson(l_k s),
+    M ~ Poisson((L - l_k)(lag - s)): E = sum_k l_k int_0^lag P(N < M + [k0 != k]) ds (Skellam).
+    Numerically this equals lag * sum_k l_k (1 - l_k / L) (tests/test_consistency.py).
+    """
+    rates, d = _check_sale(region_rates, lag_s)
+    if d == 0 or rates.size == 1:
+        return 0.0
+    total = rates.sum()
     expected = 0.0
     for lk in rates:
         other = total - lk
@@ -411,15 +432,13 @@ def oversell_closed_form(region_rates, lag_s: float) -> dict:
             return (lk / total) * own_last + (other / total) * other_last
         val, _ = integrate.quad(integrand, 0.0, d, limit=200)
         expected += lk * val
-    p_none = 0.0
-    for lk in rates:
-        u = total - lk
-        if abs(u - lk) < 1e-12 * total:
-            inner = math.exp(-u * d) * (1 + u * d)
-        else:
-            inner = math.exp(-u * d) + u * (math.exp(-lk * d) - math.exp(-u * d)) / (u - lk)
-        p_none += (lk / total) * math.exp(-u * d) * inner
-    return {"expected_oversold": float(expected), "p_oversell": float(1.0 - p_none)}
+    return float(expected)
+
+
+def oversell_closed_form(region_rates, lag_s: float) -> dict:
+    """``{"expected_oversold": oversell_expected(...), "p_oversell": oversell_probability(...)}``."""
+    return {"expected_oversold": oversell_expected(region_rates, lag_s),
+            "p_oversell": oversell_probability(region_rates, lag_s)}
 
 
 def simulate_sale(stock: int, region_rates, lag_s: float, trials: int = 2000, seed: int = 0) -> np.ndarray:
