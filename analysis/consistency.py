@@ -32,7 +32,8 @@ __all__ = [
     "Pareto", "pareto_exponential", "WARS", "PBS_FITS", "PBS_PUBLISHED", "QuorumTrials",
     "check_quorum", "quorum_trials", "consistency_probability", "t_visibility", "consistency_closed_form",
     "lag_mean", "lag_quantile", "simulate_lag", "simulate_lag_schedule", "query_rate_series",
-    "synthetic_query_rate", "oversell_closed_form", "oversell_probability", "oversell_expected", "simulate_sale", "mitigated_oversell",
+    "synthetic_query_rate", "oversell_closed_form", "oversell_probability", "oversell_expected",
+    "simulate_sale", "mitigated_oversell",
 ]
 
 
