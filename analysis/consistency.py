@@ -119,7 +119,8 @@ PBS_FITS: dict[str, WARS] = {
 #: Published PBS results (N = 3), seconds and probabilities. ``t_visibility``: (fit, R, W) -> t at which
 #: P(consistent) reaches 99.9% (Table 4, from 50,000 reads); ``p_consistent``: (fit, R, W, t) ->
 #: probability (Section 5.4, from 10,000 writes); ``latency_999``: (fit, R, W) -> (read, write) 99.9th
-#: percentile latency (Table 4, 1M operations).
+#: percentile latency (Table 4, 1M operations). Values as printed in the paper (its LaTeX source:
+#: github.com/pbailis/pbs-vldb-historical-paper-material, writeup/ernst.tex), ms converted to s.
 PBS_PUBLISHED = {
     "t_visibility": {
         ("LNKD-SSD", 1, 1): 1.85 * _MS, ("LNKD-SSD", 1, 2): 1.79 * _MS, ("LNKD-SSD", 2, 1): 0.0,
