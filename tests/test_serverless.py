@@ -216,3 +216,16 @@ def test_ramp_provisioning():
     assert zero["shortfall"] == 0
     # finer containers waste less capacity
     assert packing.ramp_provisioning(d, 60, 1.0, 1, 0)["over_provisioning"] < zero["over_provisioning"]
+
+
+def test_more_bad_inputs():
+    with pytest.raises(ValueError, match="sorted"):
+        sv.simulate_platform([2.0, 1.0], 0.1, 1.0, 5.0)
+    with pytest.raises(ValueError, match="arrival_rate"):
+        sv.mminf_keepalive_exact(0.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match="demand"):
+        packing.ramp_provisioning([1.0, -2.0], 60, 1.0, 1, 0)
+    with pytest.raises(ValueError, match="max_items"):
+        packing.optimal_packing(np.ones(20), 10)
+    with pytest.raises(ValueError, match="stages"):
+        sv.simulate_chain([0.0], [], 1.0)
