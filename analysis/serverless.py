@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import checks
-from .topology import Dist, Deterministic, as_dist
+from .topology import Dist, as_dist
 
 POLICIES = ("mru", "lru", "random")
 
