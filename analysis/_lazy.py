@@ -27,3 +27,17 @@ class LazyModule:
 def lazy_module(name: str) -> LazyModule:
     """``name`` (e.g. "scipy.stats") imported on first use."""
     return LazyModule(name)
+
+
+def without_iri_grammars() -> None:
+    """Make the next import of jsonschema skip its optional IRI format checker (``rfc3987_syntax``).
+
+    nbformat (and so papermill, nbconvert and the kit's notebook hash) imports jsonschema, whose format
+    module imports ``rfc3987_syntax`` when installed; that package compiles about 40 lark grammars at
+    import: 3-5 CPU-s per process, more than a quick notebook's own work. Notebook schemas use no IRI
+    formats, so the checker is never needed here. No effect once jsonschema is imported.
+    """
+    import sys
+
+    if "jsonschema" not in sys.modules:
+        sys.modules.setdefault("rfc3987_syntax", None)   # import raises ImportError: jsonschema skips it

@@ -57,6 +57,9 @@ def export_html(executed: str | os.PathLike, target: str | os.PathLike) -> None:
 
     ValueError naming the file when ``executed`` is missing or not a notebook.
     """
+    from analysis._lazy import without_iri_grammars
+
+    without_iri_grammars()
     import nbformat
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter

@@ -122,6 +122,9 @@ def stripped_notebook_bytes(data: bytes, name: str = "notebook") -> bytes:
     """:func:`stripped_notebook` for a notebook's bytes (e.g. ``git show HEAD:notebooks/...``)."""
     import warnings
 
+    from analysis._lazy import without_iri_grammars
+
+    without_iri_grammars()
     import nbformat
 
     with warnings.catch_warnings():
@@ -165,7 +168,7 @@ def strip_before_save(model: dict, path: str, contents_manager: Any, **kwargs: A
         return
     if not os_path.is_relative_to(paths.NOTEBOOKS.resolve()):
         return
-    import nbformat
+    import nbformat  # the server has imported jsonschema (with its format checkers) already
 
     model["content"] = _strip_node(nbformat.from_dict(model["content"]))
 

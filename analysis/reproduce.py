@@ -578,6 +578,9 @@ def _source_cell_index(notebook: Path, cell_index: int | None, injected: bool) -
 
 def _export_html(executed: Path, target: Path) -> None:
     """Fallback HTML rendering (nbconvert's default template) until analysis.html_report is merged."""
+    from analysis._lazy import without_iri_grammars
+
+    without_iri_grammars()
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -628,6 +631,9 @@ def _worker_main(spec_path: str) -> int:
             events.write(json.dumps(event) + "\n")
             events.flush()
 
+    from analysis._lazy import without_iri_grammars
+
+    without_iri_grammars()
     import papermill as pm
     from jupyter_client.manager import AsyncKernelManager
     from papermill.exceptions import PapermillExecutionError

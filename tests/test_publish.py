@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 
 import matplotlib
 
@@ -239,3 +240,13 @@ def test_a_rebuild_that_reproduces_a_figure_leaves_figures_byte_identical(tmp_pa
     # a different figure under the same id is published with its own commit
     staging = stage(tmp_path, monkeypatch, notebook, "run3", {"fig-07-a": 3.0})
     assert publish_notebook(staging, NOTEBOOK, dest).published == ["fig-07-a"]
+
+
+def test_hashing_a_notebook_does_not_compile_jsonschema_iri_grammars(tmp_path):
+    # nbformat -> jsonschema -> rfc3987_syntax compiles ~40 lark grammars (3-5 CPU-s per notebook run);
+    # the kit's notebook hash, HTML export and runner worker import nbformat without it.
+    code = ("import sys; from analysis import provenance; "
+            f"provenance.notebook_sha256({str(paths.NOTEBOOKS / '00_foundations.ipynb')!r}); "
+            "print('lark' in sys.modules, 'jsonschema' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True"]
