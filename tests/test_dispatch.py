@@ -143,3 +143,9 @@ def test_stall_and_closed_form_reject_bad_input():
         dispatch.Stall(1.0, 2.0)
     with pytest.raises(ValueError, match="overloads"):
         dispatch.random_mean_response(5.0, 1.0, 4)
+
+
+def test_relaxation_time_is_morses_formula():
+    assert dispatch.relaxation_time(0.81, 2.0) == pytest.approx(1 / (2.0 * 0.1 ** 2))
+    with pytest.raises(ValueError, match="utilisation"):
+        dispatch.relaxation_time(1.0, 1.0)
