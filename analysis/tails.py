@@ -168,12 +168,22 @@ def hedge_work(leaf, delay) -> dict:
     leaf = leaf_latency("leaf", leaf)
     d = _delay(delay)
     sf = lambda t: hedged_survival(leaf, d, t)  # noqa: E731
-    first = integrate.quad(sf, 0.0, d, limit=200)[0] if d > 0 else 0.0
-    tail = integrate.quad(sf, d, np.inf, limit=400)[0]
+    # break the integrals at the leaf's quantiles (and those shifted by the delay), so jumps of
+    # a distribution with atoms (two_point, Mixture of Deterministic) are integrated exactly
+    knots = np.asarray(leaf.ppf(np.linspace(0.0005, 0.9995, 81)), dtype=float)
+    hi = float(leaf.isf(1e-12)) + d
+    knots = np.unique(np.r_[knots, knots + d, d])
+    first = _quad(sf, 0.0, d, knots) if d > 0 else 0.0
+    tail = _quad(sf, d, hi, knots) + integrate.quad(sf, hi, np.inf, limit=200)[0]
     mean_t = first + tail
     work = mean_t + tail
     return {"mean_response": mean_t, "work": work, "extra_load": work / _mean(leaf) - 1.0,
             "p_backup": float(leaf.sf(d))}
+
+
+def _quad(f, lo: float, hi: float, knots: np.ndarray) -> float:
+    edges = np.unique(np.r_[lo, knots[(knots > lo) & (knots < hi)], hi])
+    return math.fsum(integrate.quad(f, a, b, limit=100)[0] for a, b in zip(edges[:-1], edges[1:]))
 
 
 def sample_hedged(leaf, delay, requests, rng) -> np.ndarray:

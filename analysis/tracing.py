@@ -66,8 +66,7 @@ def fanout_spans(result, root_service: str = "frontend", trial: int = 0) -> pd.D
         "request": rid, "wait_s": 0.0})
     vr = rec["request"].to_numpy()
     keys = np.char.add(np.char.add(vr.astype(str), "/"), rec["service"].astype(str).to_numpy())
-    wait = (rec["start"] if "start" in rec.columns else rec["arrival"]).to_numpy(float) - \
-        rec["arrival"].to_numpy(float)
+    wait = rec["wait"].to_numpy(float)
     leaves = pd.DataFrame({
         "trace_id": [trace[r] for r in vr.tolist()], "span_id": _hex_ids(keys, "leaf/" + salt, 16),
         "parent_span_id": [root_id[r] for r in vr.tolist()],
