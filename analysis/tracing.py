@@ -137,11 +137,13 @@ def attribute_slowest(spans, fraction: float = 0.01) -> pd.DataFrame:
     time), share (of the total), traces_dominated (traces where the service had the largest
     share), sorted by share, largest first."""
     spans = _check_spans(spans)
-    frac = checks.open_unit("fraction", fraction)
+    frac = checks.real("fraction", fraction)
+    if not 0.0 < frac <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1] (1: every trace), got {fraction!r}")
     roots = spans[spans["parent_span_id"] == ""]
     dur = roots["end"] - roots["start"]
-    cut = dur.quantile(1.0 - frac)
-    slow = set(roots.loc[dur >= cut, "trace_id"])
+    slow = set(roots.loc[dur >= dur.quantile(1.0 - frac), "trace_id"]) if frac < 1 else \
+        set(roots["trace_id"])
     path = critical_path(spans[spans["trace_id"].isin(slow)])
     per = path.groupby(["trace_id", "service"], observed=True)["self_s"].sum()
     top = per.groupby(level=0).idxmax().map(lambda ix: ix[1]).value_counts()
