@@ -91,19 +91,42 @@ def fanout_quantiles(leaf, fanouts, quantiles=(0.5, 0.99, 0.999), quorum_fractio
     p_slow = None
     if slow_threshold is not None:
         p_slow = float(leaf.sf(checks.nonnegative("slow_threshold", slow_threshold)))
-    rows = []
-    for n in ns:
-        k = max(1, math.ceil(frac * n - 1e-9))
-        row = {"leaves": n, "replies": k}
-        for q in qs:
-            if k == n:
-                row[theory.quantile_name(q)] = theory.fanout_max_quantile(leaf, n, q)
-            else:
-                row[theory.quantile_name(q)] = theory.kth_fastest_quantile(leaf, n, k, q)
-        if p_slow is not None:
-            row["p_slow_leaf"] = theory.fanout_prob_slow(n, p_slow)
-        rows.append(row)
-    return pd.DataFrame(rows)
+    n = np.asarray(ns, dtype=float)[:, None]
+    k = np.maximum(1, np.ceil(frac * n - 1e-9))
+    q = np.asarray(qs, dtype=float)[None, :]
+    # upper-tail probability of the leaf quantile behind each (n, q): 1 - q^(1/n) for the max,
+    # 1 - I^-1_q(k, n-k+1) for the k-th fastest (as theory.fanout_max_quantile and
+    # theory.kth_fastest_quantile, evaluated for all points at once)
+    upper = np.where(k == n, -np.expm1(np.log(q) / n),
+                     special.betaincinv(n - k + 1, k, 1.0 - q))
+    table = pd.DataFrame({"leaves": np.asarray(ns, dtype=int), "replies": k[:, 0].astype(int)})
+    values = _isf(leaf, upper.ravel()).reshape(upper.shape)
+    for j, qq in enumerate(qs):
+        table[theory.quantile_name(qq)] = values[:, j]
+    if p_slow is not None:
+        table["p_slow_leaf"] = [theory.fanout_prob_slow(m, p_slow) for m in ns]
+    return table
+
+
+def _isf(dist, p: np.ndarray) -> np.ndarray:
+    """Upper quantiles x with P(X > x) = p (s), vectorised: the spec's own isf for one-piece
+    distributions, a 100-step bisection on sf (one vectorised call per step) for mixtures,
+    whose isf solves one point at a time."""
+    p = np.asarray(p, dtype=float)
+    if not hasattr(dist, "components"):
+        return np.asarray(dist.isf(p), dtype=float)
+    lo = np.zeros_like(p)
+    hi = np.full_like(p, max(_mean(dist), 1e-12))
+    for _ in range(2000):                                       # bracket: sf(hi) <= p
+        more = np.asarray(dist.sf(hi), dtype=float) > p
+        if not more.any():
+            break
+        hi = np.where(more, hi * 2.0, hi)
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        above = np.asarray(dist.sf(mid), dtype=float) > p
+        lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+    return hi
 
 
 def sample_fanout(leaf, leaves, requests, rng, replies=None) -> np.ndarray:
@@ -274,14 +297,17 @@ _ARRIVE, _HEDGE, _DONE = 0, 1, 2
 
 
 def simulate_replicas(arrival_rate, service, servers, requests, seed, *, copies=1,
-                      hedge_delay=None, cancel=True, warmup_fraction=0.1) -> ReplicaRun:
+                      hedge_delay=None, cancel=True, copy_service="independent",
+                      warmup_fraction=0.1) -> ReplicaRun:
     """Exact event-driven simulation of ``servers`` FCFS single-server queues fed by Poisson
     ``arrival_rate`` requests/s (total), ``requests`` requests, seeded by ``seed``.
 
     copies: each request is sent at once to that many distinct servers chosen uniformly
     (Redundancy-d); hedge_delay (s): with copies=1, a backup copy goes to another server chosen
-    uniformly ``hedge_delay`` s after arrival if the request has not finished. Every copy draws
-    its own service time from ``service`` (a spec, s). cancel=True: when the first copy
+    uniformly ``hedge_delay`` s after arrival if the request has not finished. copy_service:
+    "independent" (every copy draws its own service time from ``service``, a spec in s: the
+    slowness belongs to the server, Gardner et al.'s model) or "same" (all copies of a request
+    take the same time: the slowness belongs to the request, e.g. a big query). cancel=True: when the first copy
     finishes, the others are removed from their queues or stopped in service; cancel=False: they
     run to completion (the request still finishes with its first copy). The first
     ``warmup_fraction`` of requests is not measured.
@@ -300,6 +326,8 @@ def simulate_replicas(arrival_rate, service, servers, requests, seed, *, copies=
                          f"servers={k})")
     if not isinstance(cancel, bool):
         raise ValueError(f"cancel must be True or False, got {cancel!r}")
+    if copy_service not in ("independent", "same"):
+        raise ValueError(f"copy_service must be 'independent' or 'same', got {copy_service!r}")
     w = checks.real("warmup_fraction", warmup_fraction)
     if not 0.0 <= w < 1.0:
         raise ValueError(f"warmup_fraction must be in [0, 1), got {warmup_fraction!r}")
@@ -307,7 +335,10 @@ def simulate_replicas(arrival_rate, service, servers, requests, seed, *, copies=
     rng = np.random.default_rng(seed)
     arrivals = np.cumsum(rng.exponential(1.0 / lam, n)).tolist()
     per_request = d if delay is None else 2
-    work = _draw(service, rng, (n, per_request)).tolist()
+    if copy_service == "same":
+        work = np.repeat(_draw(service, rng, (n, 1)), per_request, axis=1).tolist()
+    else:
+        work = _draw(service, rng, (n, per_request)).tolist()
     pick = random.Random(seed)
 
     queues = [deque() for _ in range(k)]        # (request, service time)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from analysis import tails
-from analysis.topology import Exponential, Lognormal, two_point
+from analysis import tails, theory
+from analysis.topology import Exponential, Gamma, Lognormal, Mixture, two_point
 
 
 def t_interval(values, level=0.99):
@@ -40,6 +40,20 @@ def test_fanout_quantiles_match_monte_carlo(leaf, n, frac):
     for q, col in [(0.5, "p50_response"), (0.99, "p99_response")]:
         lo, hi = quantile_bracket(sample, q)
         assert lo <= table[col].iloc[0] <= hi, (q, lo, table[col].iloc[0], hi)
+
+
+@pytest.mark.parametrize("leaf", LEAVES + [Mixture([Exponential(0.01), Exponential(0.25)], [0.999, 0.001])],
+                         ids=["exp", "lognormal", "two-point", "mixture"])
+def test_vectorised_quantiles_equal_theory(leaf):
+    n = [1, 7, 100, 1000]
+    full = tails.fanout_quantiles(leaf, n, quantiles=(0.5, 0.999))
+    part = tails.fanout_quantiles(leaf, n, quantiles=(0.99,), quorum_fraction=0.9)
+    for i, m in enumerate(n):
+        assert full["p99.9_response"][i] == pytest.approx(theory.fanout_max_quantile(leaf, m, 0.999), rel=1e-9)
+        k = math.ceil(0.9 * m - 1e-9)
+        want = (theory.fanout_max_quantile(leaf, m, 0.99) if k == m else
+                theory.kth_fastest_quantile(leaf, m, k, 0.99))
+        assert part["p99_response"][i] == pytest.approx(want, rel=1e-9)
 
 
 def test_quorum_cuts_the_tail_and_p_slow_leaf():
@@ -156,8 +170,31 @@ def test_no_redundancy_is_random_routing_mm1():
     (lambda: tails.redundancy_mean_response(1.0, 1.0, 4, 5), "copies=5"),
     (lambda: tails.simulate_replicas(1.0, Exponential(0.01), 4, 100, 0, copies=2,
                                      hedge_delay=0.1), "hedge_delay needs"),
+    (lambda: tails.simulate_replicas(1.0, Exponential(0.01), 4, 100, 0, copy_service="x"),
+     "copy_service"),
 ])
 def test_bad_parameters_name_themselves(call, match):
     with pytest.raises(ValueError, match=match) as info:
         call()
     assert "\n" not in str(info.value)
+
+
+def test_request_bound_slowness_makes_hedging_pure_extra_load():
+    """copy_service='same': a backup is as slow as the original, so a hedge only adds work and,
+    under load, makes the tail worse than not hedging; with independent copies it helps."""
+    leaf = Mixture([Gamma(0.01, scv=0.25), Exponential(0.25)], [0.99, 0.01])
+    delay = float(leaf.ppf(0.5))
+    lam = 0.8 * 4 / leaf.mean
+    none = tails.simulate_replicas(lam, leaf, 4, 20_000, 3)
+    same = tails.simulate_replicas(lam, leaf, 4, 20_000, 3, hedge_delay=delay, copy_service="same")
+    indep = tails.simulate_replicas(lam, leaf, 4, 20_000, 3, hedge_delay=delay)
+    assert same.utilisation > none.utilisation + 0.05
+    assert same.quantile(0.99) > none.quantile(0.99)
+    assert indep.quantile(0.99) < none.quantile(0.99)
+    # light load: the same-work backup never finishes first, so responses are the service times
+    # (up to the rare queueing the hedges' different routing draws change)
+    light = tails.simulate_replicas(0.1, leaf, 4, 5_000, 4, hedge_delay=delay, copy_service="same")
+    plain = tails.simulate_replicas(0.1, leaf, 4, 5_000, 4)
+    same_values = np.isclose(np.sort(light.response), np.sort(plain.response), rtol=1e-9, atol=1e-12)
+    assert same_values.mean() > 0.99
+    assert light.copies_per_request == pytest.approx(1.5, abs=0.03)
