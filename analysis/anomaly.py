@@ -1,29 +1,35 @@
 """Streaming anomaly detectors: every score uses only the values before it (no look-ahead).
 
-Both return an anomaly score in [0, 1] per row, ``2 Phi(|z|) - 1`` of a z-score of the row against a baseline
+Both return an anomaly score in [0, 1] per row, ``|z| / (1 + |z|)`` of a z-score of the row against a baseline
 fitted on earlier rows only, so NAB's threshold sweep (:mod:`analysis.nab_scoring`) applies directly.
 
 - :func:`rolling_gaussian_scores`: z against the mean and standard deviation of the previous ``window`` rows.
 - :func:`stl_residual_scores`: every ``refit`` rows, fit statsmodels' STL (daily period) on the previous
-  ``history`` rows; the rows up to the next refit are compared with the last trend value plus the seasonal
-  value one period earlier; z is robust (median and 1.4826 x MAD of the fit's residuals).
+  ``history`` rows (loess evaluated on a coarse grid, statsmodels' ``trend_jump``/``low_pass_jump``); the rows up to the next refit are compared with the last trend value plus the seasonal
+  value one period earlier; z of each prediction error is robust: its distance to the median of the previous
+  ``history`` prediction errors over their interquartile range / 1.349 (a robust standard deviation).
 Rows without enough history get score 0 (they fall in NAB's probation period anyway).
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.special import erf
 
 __all__ = ["z_to_score", "rolling_gaussian_scores", "stl_residual_scores", "daily_period"]
 
-_MAD_TO_SD = 1.4826
+_IQR_TO_SD = 1.349  # interquartile range of a standard normal
 
 
 def z_to_score(z) -> np.ndarray:
-    """``2 Phi(|z|) - 1``: the probability that a standard normal lies closer to 0 than ``z`` (NaN -> 0)."""
-    z = np.nan_to_num(np.abs(np.asarray(z, dtype=float)), nan=0.0, posinf=40.0)
-    return erf(z / np.sqrt(2.0))
+    """``|z| / (1 + |z|)`` in [0, 1) (NaN -> 0, infinite -> 1).
+
+    NAB's threshold sweep depends only on the order of the scores, so any increasing map of |z| gives the same
+    NAB score; this one does not saturate in floating point (``2 Phi(|z|) - 1`` is exactly 1.0 for every
+    |z| > 8.3, which ties all large deviations and leaves the sweep no threshold between them).
+    """
+    z = np.nan_to_num(np.abs(np.asarray(z, dtype=float)), nan=0.0, posinf=np.inf)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isinf(z), 1.0, z / (1.0 + z))
 
 
 def _check_values(values, name="values") -> np.ndarray:
@@ -45,11 +51,11 @@ def rolling_gaussian_scores(values, window: int = 288, min_periods: int = 30) ->
     x = pd.Series(_check_values(values))
     past = x.shift(1).rolling(int(window), min_periods=int(min_periods))
     mu, sd = past.mean().to_numpy(), past.std(ddof=1).to_numpy()
-    # a flat history: any change is maximally surprising, no change is not
-    diff = x.to_numpy() - mu
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(sd > 0, diff / np.where(sd > 0, sd, 1.0), np.where(np.abs(diff) > 0, np.inf, 0.0))
+    # a flat history: a floor on the scale keeps z finite and ordered by the size of the change
+    floor = 1e-6 * np.maximum(1.0, np.abs(np.nan_to_num(mu)))
+    z = (x.to_numpy() - mu) / np.maximum(np.nan_to_num(sd), floor)
     return z_to_score(z)
+
 
 
 def daily_period(timestamps) -> int:
@@ -65,8 +71,8 @@ def stl_residual_scores(values, period: int, history: int | None = None, refit: 
                         min_history: int | None = None) -> np.ndarray:
     """Robust z of the residual against an STL fit on past rows only (period in rows; see module doc).
 
-    ``history``: rows of past used per fit (default 7 periods, at least 64); ``refit``: rows between fits
-    (default one period, at least 12); ``min_history``: rows needed before the first fit (default 2 periods,
+    ``history``: rows of past used per fit (default 4 periods, at least 64); ``refit``: rows between fits
+    (default one period, at least 96); ``min_history``: rows needed before the first fit (default 2 periods,
     at least 30). With ``period < 4`` or too short a history the seasonal part is dropped (robust level only).
     """
     from statsmodels.tsa.seasonal import STL
@@ -75,38 +81,35 @@ def stl_residual_scores(values, period: int, history: int | None = None, refit: 
     if int(period) != period or period < 1:
         raise ValueError(f"period={period} must be an integer >= 1 row")
     period = int(period)
-    history = int(history or max(7 * period, 64))
-    refit = int(refit or max(period, 12))
+    history = int(history or max(4 * period, 64))
+    refit = int(refit or max(period, 96))
     min_history = int(min_history or max(2 * period, 30))
     for nm, v in (("history", history), ("refit", refit), ("min_history", min_history)):
         if v < 1:
             raise ValueError(f"{nm}={v} must be >= 1 row")
     n = x.size
-    z = np.zeros(n)
+    err = np.full(n, np.nan)   # one-step-ahead prediction error of each row, from a fit on earlier rows
     start = min_history
     while start < n:
         stop = min(n, start + refit)
         past = x[max(0, start - history):start]
-        seasonal_ok = period >= 4 and past.size >= 2 * period
-        if seasonal_ok:
-            fit = STL(past, period=period, robust=False).fit()
-            resid = fit.resid
-            trend_last = fit.trend[-1]
-            seas = fit.seasonal
-            idx = np.arange(start, stop)
-            # seasonal value of the same phase in the last full period of the fit
-            k = past.size - period + ((idx - start) % period)
-            expected = trend_last + seas[k]
+        if period >= 4 and past.size >= 2 * period:
+            jump = max(1, period // 10)   # loess evaluated every `jump` rows and interpolated: ~10x faster fits
+            fit = STL(past, period=period, robust=False, trend_jump=jump, low_pass_jump=jump).fit()
+            # seasonal value of the same phase in the last full period of the fit, plus the last trend value
+            k = past.size - period + ((np.arange(start, stop) - start) % period)
+            expected = fit.trend[-1] + fit.seasonal[k]
         else:
-            level = np.median(past)
-            resid = past - level
-            expected = np.full(stop - start, level)
-        med = np.median(resid)
-        mad = np.median(np.abs(resid - med)) * _MAD_TO_SD
-        r = x[start:stop] - expected - med
-        if mad > 0:
-            z[start:stop] = r / mad
-        else:
-            z[start:stop] = np.where(np.abs(r) > 0, np.inf, 0.0)
+            expected = np.full(stop - start, np.median(past))
+        err[start:stop] = x[start:stop] - expected
         start = stop
+    # robust threshold: centre and scale of the PREVIOUS `history` prediction errors (median, IQR / 1.349)
+    e = pd.Series(err)
+    past_e = e.shift(1).rolling(history, min_periods=min(history, 30))
+    centre = past_e.median().to_numpy()
+    iqr = (past_e.quantile(0.75) - past_e.quantile(0.25)).to_numpy() / _IQR_TO_SD
+    floor = 1e-6 * np.maximum(1.0, np.abs(pd.Series(x).shift(1).rolling(history, min_periods=1).max().to_numpy()))
+    sd = past_e.std().to_numpy()   # fallback when half the past errors are equal (IQR 0: counts, flat lines)
+    scale = np.where(np.nan_to_num(iqr) > 0, iqr, np.nan_to_num(sd))
+    z = np.nan_to_num((err - centre) / np.maximum(scale, floor), nan=0.0)
     return z_to_score(z)
