@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["z_to_score", "rolling_gaussian_scores", "stl_residual_scores", "daily_period"]
+__all__ = ["z_to_score", "rolling_gaussian_scores", "stl_residual_scores", "stl_prediction_errors", "error_scores",
+           "daily_period"]
 
 _IQR_TO_SD = 1.349  # interquartile range of a standard normal
 
@@ -68,8 +69,22 @@ def daily_period(timestamps) -> int:
 
 
 def stl_residual_scores(values, period: int, history: int | None = None, refit: int | None = None,
-                        min_history: int | None = None) -> np.ndarray:
-    """Robust z of the residual against an STL fit on past rows only (period in rows; see module doc).
+                        min_history: int | None = None, scale: str = "robust") -> np.ndarray:
+    """Scores of the prediction errors of an STL fit on past rows only (period in rows; see module doc).
+
+    ``scale``: "robust" (IQR of past errors, the default) or "sd" (their standard deviation); see
+    :func:`error_scores`. Other arguments as :func:`stl_prediction_errors`.
+    """
+    if int(period) != period or period < 1:
+        raise ValueError(f"period={period} must be an integer >= 1 row")
+    history = int(history or max(4 * int(period), 64))
+    err = stl_prediction_errors(values, int(period), history=history, refit=refit, min_history=min_history)
+    return error_scores(err, history=history, scale=scale)
+
+
+def stl_prediction_errors(values, period: int, history: int | None = None, refit: int | None = None,
+                          min_history: int | None = None) -> np.ndarray:
+    """Prediction error of every row from an STL fit on earlier rows only (NaN before the first fit).
 
     ``history``: rows of past used per fit (default 4 periods, at least 64); ``refit``: rows between fits
     (default one period, at least 96); ``min_history``: rows needed before the first fit (default 2 periods,
@@ -103,13 +118,28 @@ def stl_residual_scores(values, period: int, history: int | None = None, refit: 
             expected = np.full(stop - start, np.median(past))
         err[start:stop] = x[start:stop] - expected
         start = stop
+    return err
+
+
+def error_scores(err, history: int, scale: str = "robust") -> np.ndarray:
+    """Anomaly scores of prediction errors against the previous ``history`` errors (past only).
+
+    ``scale="robust"``: z = (e - median) / (IQR / 1.349), falling back to the standard deviation when the IQR
+    is 0; ``scale="sd"``: z = (e - median) / standard deviation. NaN errors (no prediction yet) score 0.
+    """
+    if scale not in ("robust", "sd"):
+        raise ValueError(f"scale={scale!r} must be 'robust' or 'sd'")
+    err = np.asarray(err, dtype=float)
+    if int(history) != history or history < 2:
+        raise ValueError(f"history={history} must be an integer >= 2 rows")
+    history = int(history)
     # robust threshold: centre and scale of the PREVIOUS `history` prediction errors (median, IQR / 1.349)
     e = pd.Series(err)
     past_e = e.shift(1).rolling(history, min_periods=min(history, 30))
     centre = past_e.median().to_numpy()
     iqr = (past_e.quantile(0.75) - past_e.quantile(0.25)).to_numpy() / _IQR_TO_SD
-    floor = 1e-6 * np.maximum(1.0, np.abs(pd.Series(x).shift(1).rolling(history, min_periods=1).max().to_numpy()))
+    floor = 1e-6 * np.maximum(1.0, e.abs().shift(1).rolling(history, min_periods=1).max().fillna(0).to_numpy())
     sd = past_e.std().to_numpy()   # fallback when half the past errors are equal (IQR 0: counts, flat lines)
-    scale = np.where(np.nan_to_num(iqr) > 0, iqr, np.nan_to_num(sd))
-    z = np.nan_to_num((err - centre) / np.maximum(scale, floor), nan=0.0)
+    spread = np.where(np.nan_to_num(iqr) > 0, iqr, np.nan_to_num(sd)) if scale == "robust" else np.nan_to_num(sd)
+    z = np.nan_to_num((err - centre) / np.maximum(spread, floor), nan=0.0)
     return z_to_score(z)

@@ -51,3 +51,16 @@ def test_bad_inputs():
         an.rolling_gaussian_scores([1.0, 2.0, 3.0, np.nan])
     with pytest.raises(ValueError, match="period=0"):
         an.stl_residual_scores(np.ones(100), period=0)
+
+
+def test_stl_scale_choice_and_no_look_ahead_of_sd_scale():
+    x = _series()
+    x[1000] += 8.0
+    robust = an.stl_residual_scores(x, period=96)
+    sd = an.stl_residual_scores(x, period=96, scale="sd")
+    assert int(np.argmax(sd)) == 1000 and not np.array_equal(robust, sd)
+    y = x.copy()
+    y[700:] = 0.0
+    np.testing.assert_array_equal(an.stl_residual_scores(y, period=96, scale="sd")[:700], sd[:700])
+    with pytest.raises(ValueError, match="scale='iqr'"):
+        an.stl_residual_scores(x, period=96, scale="iqr")
