@@ -21,7 +21,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +33,19 @@ __all__ = [
     "PROBATION_PERCENT", "PROFILE_NAMES", "scaled_sigmoid", "probation_length", "load_profiles",
     "FileRows", "sweep_rows", "file_score", "threshold_sweep", "corpus_raw_score", "NabCorpus",
     "load_corpus", "load_detections", "normalise", "score_detector", "optimise_threshold", "nab_root",
+    "NAB_PROFILES", "WINDOW_PERCENT", "synthetic_corpus", "nab_windows",
 ]
 
 PROBATION_PERCENT = 0.15
 PROFILE_NAMES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
+#: NAB v1.1 ``config/profiles.json`` cost matrices (a test compares them with the real file when present).
+NAB_PROFILES = {
+    "standard": {"tpWeight": 1.0, "fnWeight": 1.0, "fpWeight": 0.11, "tnWeight": 1.0},
+    "reward_low_FP_rate": {"tpWeight": 1.0, "fnWeight": 1.0, "fpWeight": 0.22, "tnWeight": 1.0},
+    "reward_low_FN_rate": {"tpWeight": 1.0, "fnWeight": 2.0, "fpWeight": 0.11, "tnWeight": 1.0},
+}
+#: NAB's labeller: all windows of a file together cover 10% of its rows (``nab/labeler.py``, windowSize=0.10).
+WINDOW_PERCENT = 0.10
 
 
 def scaled_sigmoid(position: float | np.ndarray) -> np.ndarray:
@@ -222,21 +231,41 @@ def nab_root(data_dir: str = "") -> Path:
 
 @dataclass
 class NabCorpus:
-    """Data files of the NAB corpus with their window rows (``files`` keys like ``realKnownCause/nyc_taxi.csv``)."""
+    """Data files of the NAB corpus with their window rows (``files`` keys like ``realKnownCause/nyc_taxi.csv``).
 
-    root: Path
+    ``source`` is ``"real"`` for NAB's files (``root`` their ``nab/`` folder) or ``"synthetic (seed S)"`` for
+    :func:`synthetic_corpus` (``root`` None: nothing on disk). ``windows``: key -> ``[[start, end], ...]``
+    timestamps as in ``combined_windows.json``.
+    """
+
+    root: Path | None
     data: dict  # key -> DataFrame(timestamp, value)
     rows: dict  # key -> FileRows
     n_windows_labelled: int
     profiles: dict
+    windows: dict = field(default_factory=dict)
+    source: str = "real"
 
     @property
     def keys(self) -> list[str]:
         return list(self.data)
 
+    @property
+    def synthetic(self) -> bool:
+        return self.source.startswith("synthetic")
 
-def load_corpus(data_dir: str = "", keys: list[str] | None = None) -> NabCorpus:
-    """Read the NAB data files (all labelled files, or ``keys``) with their windows and the profiles."""
+
+def load_corpus(data_dir: str = "", keys: list[str] | None = None, *, seed: int = 0, n_files: int = 6,
+                length: int = 4032) -> NabCorpus:
+    """Read the NAB data files (all labelled files, or ``keys``) with their windows and the profiles.
+
+    When no location is named (``data_dir`` empty, ``KIT_DATA_DIR`` unset) and the default lookup finds no NAB
+    data, returns the embedded default ``synthetic_corpus(seed, n_files, length)`` instead (``keys`` name real
+    files and do not apply to it; check ``corpus.source``). A named location without NAB is FileNotFoundError.
+    """
+    root, named_by = paths.data_lookup(data_dir)
+    if not named_by and (root is None or not (Path(root) / "nab" / "labels" / "combined_windows.json").is_file()):
+        return synthetic_corpus(seed, n_files, length)
     root = nab_root(data_dir)
     windows = json.loads((root / "labels" / "combined_windows.json").read_text())
     chosen = sorted(windows) if keys is None else list(keys)
@@ -250,7 +279,80 @@ def load_corpus(data_dir: str = "", keys: list[str] | None = None) -> NabCorpus:
         rows[key] = sweep_rows(df["timestamp"], windows[key], name=key)
     n_lab = sum(len(v) for v in windows.values())
     return NabCorpus(root=root, data=data, rows=rows, n_windows_labelled=n_lab,
-                     profiles=load_profiles(root / "profiles.json"))
+                     profiles=load_profiles(root / "profiles.json"), windows={k: windows[k] for k in chosen})
+
+
+def nab_windows(timestamps, anomaly_rows, window_percent: float = WINDOW_PERCENT) -> list[list[str]]:
+    """NAB's labelled windows around anomaly rows: ``int(window_percent * rows / anomalies)`` rows wide, centred
+    on each anomaly and clipped to the file (``nab/labeler.py``), as ``[[start, end], ...]`` timestamp strings."""
+    ts = pd.to_datetime(pd.Series(list(timestamps)))
+    n = len(ts)
+    if not anomaly_rows:
+        return []
+    width = int(window_percent * n / len(anomaly_rows))
+    out = []
+    for i in sorted(anomaly_rows):
+        if not 0 <= i < n:
+            raise ValueError(f"anomaly row {i} is outside the file's {n} rows")
+        lo, hi = max(0, i - width // 2), min(n - 1, i + width // 2)
+        out.append([ts[lo].strftime("%Y-%m-%d %H:%M:%S.%f"), ts[hi].strftime("%Y-%m-%d %H:%M:%S.%f")])
+    return out
+
+
+_KINDS = ("spike", "level shift", "dropout", "noise burst")
+
+
+def synthetic_corpus(seed: int = 0, n_files: int = 6, length: int = 4032) -> NabCorpus:
+    """A deterministic NAB-like corpus built in memory: the kit's embedded default when NAB is absent.
+
+    Each of ``n_files`` series has ``length`` rows at NAB's 5-min step (4032 rows = 14 days): a level, a daily
+    sinusoid, AR(1) noise and 2-3 injected anomalies after probation, each one of: a spike (one row, +8 noise
+    sd), a level shift (+5 sd for half a day), a dropout (the value falls to 0 for 2 h) or a noise burst (sd x6
+    for 2 h). Windows are sized and placed as NAB's labeller does (:func:`nab_windows`); profiles are NAB's.
+    Keys are ``synthetic/synthetic_NN_<kinds>.csv``; the same seed always gives the same corpus.
+    """
+    for name, v, lo in (("seed", seed, 0), ("n_files", n_files, 1), ("length", length, 1000)):
+        if int(v) != v or v < lo:
+            raise ValueError(f"{name}={v!r} must be an integer >= {lo}")
+    rng = np.random.default_rng(seed)
+    day = 288
+    ts = pd.date_range("2014-01-01", periods=length, freq="5min")
+    data, rows, windows = {}, {}, {}
+    for f in range(n_files):
+        level, amp, sd = rng.uniform(20, 60), rng.uniform(5, 20), rng.uniform(1, 3)
+        t = np.arange(length)
+        eps = rng.normal(0, sd, length)
+        noise = np.empty(length)
+        noise[0] = eps[0]
+        for i in range(1, length):          # AR(1), phi 0.5, stationary sd = sd / sqrt(1 - 0.25)
+            noise[i] = 0.5 * noise[i - 1] + eps[i]
+        x = level + amp * np.sin(2 * np.pi * (t / day + rng.uniform())) + noise
+        k = int(rng.integers(2, 4))
+        width = int(WINDOW_PERCENT * length / k)
+        first = int(probation_length(length)) + width // 2 + 1
+        last = length - width // 2 - day // 2 - 1
+        # anomalies at least one window apart so windows never overlap
+        slots = np.linspace(first, last, k + 1)
+        onsets = [int(rng.integers(int(slots[j]), max(int(slots[j]) + 1, int(slots[j + 1]) - width)))
+                  for j in range(k)]
+        kinds = [str(rng.choice(_KINDS)) for _ in onsets]
+        for i, kind in zip(onsets, kinds):
+            if kind == "spike":
+                x[i] += 8 * sd
+            elif kind == "level shift":
+                x[i:i + day // 2] += 5 * sd
+            elif kind == "dropout":
+                x[i:i + 24] = 0.0
+            else:
+                x[i:i + 24] += rng.normal(0, 6 * sd, min(24, length - i))
+        key = f"synthetic/synthetic_{f:02d}_{'_'.join(sorted({s.replace(' ', '') for s in kinds}))}.csv"
+        df = pd.DataFrame({"timestamp": ts, "value": np.round(x, 3)})
+        data[key] = df
+        windows[key] = nab_windows(ts, onsets)
+        rows[key] = sweep_rows(ts, windows[key], name=key)
+    return NabCorpus(root=None, data=data, rows=rows, n_windows_labelled=sum(len(w) for w in windows.values()),
+                     profiles={p: dict(c) for p, c in NAB_PROFILES.items()}, windows=windows,
+                     source=f"synthetic (seed {seed})")
 
 
 def load_detections(path: str | Path, data: pd.DataFrame, name: str = "") -> np.ndarray:

@@ -131,3 +131,83 @@ def test_sweep_threshold_at_least_as_good_as_published(corpus):
         assert table.loc[profile, "score"] >= value - 1e-9, profile
     assert table.loc["standard", "score"] == pytest.approx(published["standard"], abs=1e-6)
     assert math.isfinite(table["score"].sum())
+
+
+# ------------------------------------------------------------------ synthetic default corpus (no NAB data)
+
+def test_synthetic_corpus_is_deterministic():
+    a, b, c = ns.synthetic_corpus(3, 4, 2016), ns.synthetic_corpus(3, 4, 2016), ns.synthetic_corpus(4, 4, 2016)
+    assert a.keys == b.keys and a.windows == b.windows and a.source == "synthetic (seed 3)"
+    for k in a.keys:
+        pd.testing.assert_frame_equal(a.data[k], b.data[k])
+    assert not np.array_equal(a.data[a.keys[0]]["value"], c.data[c.keys[0]]["value"])   # the seed matters
+
+
+def test_synthetic_corpus_is_well_formed_like_nab():
+    corpus = ns.synthetic_corpus(0, 5, 4032)
+    assert corpus.synthetic and corpus.root is None and len(corpus.keys) == 5
+    assert corpus.profiles == ns.NAB_PROFILES
+    assert corpus.n_windows_labelled == sum(len(w) for w in corpus.windows.values())
+    probation = ns.probation_length(4032)
+    for key in corpus.keys:
+        df, rows, windows = corpus.data[key], corpus.rows[key], corpus.windows[key]
+        assert list(df.columns) == ["timestamp", "value"] and len(df) == 4032
+        assert (df["timestamp"].diff().dropna() == pd.Timedelta("5min")).all()
+        assert 2 <= len(windows) <= 3 and rows.n_windows == len(windows)   # every window is after probation
+        assert (rows.window[: int(probation)] == -2).all() and (rows.window[int(probation):] != -2).all()
+        # NAB's sizing: int(10% of the rows / anomalies) rows, centred, inside the file, not overlapping
+        width = int(0.10 * 4032 / len(windows))
+        ends = [(df.index[df["timestamp"] == pd.Timestamp(a)][0], df.index[df["timestamp"] == pd.Timestamp(b)][0])
+                for a, b in windows]
+        for (lo, hi), (lo2, _) in zip(ends, ends[1:] + [(4032, None)]):
+            assert probation <= lo and hi - lo == 2 * (width // 2) and hi < lo2
+            assert ((rows.window == rows.window[lo]).sum() == hi - lo + 1)
+
+
+def test_synthetic_corpus_scores_perfect_100_and_null_0():
+    corpus = ns.synthetic_corpus(1, 3, 2016)
+    null = {k: np.zeros(len(d)) for k, d in corpus.data.items()}
+    perfect = {}
+    for k, rows in corpus.rows.items():        # fire on the first row of every window only
+        s = np.zeros(rows.window.size)
+        for w in np.unique(rows.window[rows.window >= 0]):
+            s[np.flatnonzero(rows.window == w)[0]] = 1.0
+        perfect[k] = s
+    assert ns.score_detector(corpus, perfect)["score"].to_numpy() == pytest.approx(100.0)
+    assert ns.score_detector(corpus, null)["score"].to_numpy() == pytest.approx(0.0)
+    # a detector that sees the injected anomalies beats null: the anomalies are detectable
+    from analysis import anomaly
+    sd = {k: anomaly.rolling_gaussian_scores(d["value"].to_numpy(), window=288) for k, d in corpus.data.items()}
+    assert ns.score_detector(corpus, sd).loc["standard", "score"] > 0
+
+
+def test_synthetic_corpus_bad_parameters():
+    for kw, msg in ((dict(seed=-1), "seed=-1"), (dict(n_files=0), "n_files=0"), (dict(length=100), "length=100")):
+        with pytest.raises(ValueError, match=msg):
+            ns.synthetic_corpus(**kw)
+
+
+def test_load_corpus_falls_back_to_synthetic_only_without_a_named_location(no_real_data, tmp_path):
+    corpus = ns.load_corpus("", seed=7, n_files=2, length=2016)
+    assert corpus.source == "synthetic (seed 7)" and corpus.keys == ns.synthetic_corpus(7, 2, 2016).keys
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="no NAB corpus under data_dir="):
+        ns.load_corpus(str(empty))
+
+
+def test_load_corpus_named_by_kit_data_dir_without_nab_is_an_error(no_real_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("KIT_DATA_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="no NAB corpus"):
+        ns.load_corpus("")
+
+
+@needs_nab
+def test_embedded_profiles_equal_nab_profiles_json():
+    assert ns.load_profiles(DATA / "nab" / "profiles.json") == ns.NAB_PROFILES
+
+
+@needs_nab
+def test_real_corpus_is_used_when_present():
+    corpus = ns.load_corpus(str(DATA), keys=["realAWSCloudwatch/ec2_cpu_utilization_24ae8d.csv"])
+    assert corpus.source == "real" and not corpus.synthetic and corpus.windows[corpus.keys[0]]
