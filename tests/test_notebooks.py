@@ -144,3 +144,46 @@ def test_named_data_dir_without_the_data_stops_the_notebook(tmp_path, monkeypatc
     assert info.value.ename == "FileNotFoundError"
     assert str(empty / datasets.get("ecommerce-api-rps").relpath) in info.value.evalue
     assert not list(out.glob("figures/*.png")), "no figure may be drawn from a replaced dataset"
+
+
+@pytest.mark.notebook
+def test_07_runs_on_the_synthetic_nab_corpus_without_real_data(no_real_data, tmp_path, monkeypatch):
+    """Without NAB data (fresh machine) notebook 07 scores the kit's detectors on the synthetic corpus, skips
+    the parts that need numenta's published detections or the real AWS series, and labels everything synthetic."""
+    import papermill as pm
+
+    if (paths.ROOT / "data" / "external" / "nab").is_dir():
+        pytest.skip("data/external/nab exists: the notebook's kernel would find the real corpus")
+    notebook = paths.NOTEBOOKS / "07_observability_alerting.ipynb"
+    out = tmp_path / "out"
+    monkeypatch.setenv(paths.OUTPUT_ENV_VAR, str(out))
+    pm.execute_notebook(str(notebook), str(tmp_path / notebook.name), parameters={"quick": True},
+                        kernel_name=paths.KERNEL_NAME, cwd=str(paths.NOTEBOOKS), progress_bar=False,
+                        log_output=False)
+    results = json.loads((out / "results" / "07_observability_alerting.json").read_text())
+    assert results["nab_corpus"].startswith("synthetic") and results["data_source"].startswith("synthetic")
+    assert results["numenta_rescoring"].startswith("skipped") and results["alert_fatigue"].startswith("skipped")
+    assert results["aggregation_interval"].startswith("skipped")
+    assert "numenta (rescored, swept)" not in results["nab_scores"]
+    assert set(results["nab_scores"]) == {"rolling Gaussian", "STL residual", "STL residual (sd scale)"}
+    index = figures.load_index(out / "figures")
+    assert "fig-07-nab-scoreboard" in index and "fig-07-alert-fatigue" not in index
+    for fig_id, entry in index.items():
+        assert "synthetic" in entry["caption"], fig_id
+
+
+@pytest.mark.notebook
+def test_07_named_data_dir_without_nab_stops_the_notebook(tmp_path, monkeypatch):
+    import papermill as pm
+
+    notebook = paths.NOTEBOOKS / "07_observability_alerting.ipynb"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "out"
+    monkeypatch.setenv(paths.OUTPUT_ENV_VAR, str(out))
+    with pytest.raises(pm.PapermillExecutionError) as info:
+        pm.execute_notebook(str(notebook), str(tmp_path / notebook.name),
+                            parameters={"quick": True, "data_dir": str(empty)}, kernel_name=paths.KERNEL_NAME,
+                            cwd=str(paths.NOTEBOOKS), progress_bar=False, log_output=False)
+    assert info.value.ename == "FileNotFoundError" and "no NAB corpus" in info.value.evalue
+    assert not list(out.glob("figures/*.png"))
