@@ -537,6 +537,7 @@ class NotebookResult:
     html: Path | None = None
     figure_ids: list[str] = field(default_factory=list)
     published: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
     kept_back: list[tuple[str, str]] = field(default_factory=list)
     outputs: Path | None = None  # folder holding this run's figures/results when not published
 
@@ -1014,6 +1015,7 @@ def _publish(job: _Job, result: NotebookResult) -> None:
         result.error = f"publishing its figures failed: {type(exc).__name__}: {exc}"
         return
     result.published = list(report.published)
+    result.unchanged = list(getattr(report, "unchanged", []))
     result.kept_back = [tuple(item) for item in report.kept_back]
 
 
@@ -1149,6 +1151,8 @@ def outputs_summary(results: Sequence[NotebookResult]) -> list[str]:
     for r in results:
         if r.published:
             lines.append(f"{r.notebook}: published to figures/: {', '.join(r.published)}")
+        if r.unchanged:
+            lines.append(f"{r.notebook}: reproduced to the byte, figures/ left as it was: {', '.join(r.unchanged)}")
         for fig_id, reason in r.kept_back:
             lines.append(f"{r.notebook}: kept back {fig_id}: {reason}")
     folders = sorted({r.outputs for r in results if r.outputs is not None})

@@ -590,3 +590,13 @@ def test_without_the_publish_module_nothing_is_published_and_the_run_says_so(mon
         ("fig-01-a", "analysis.publish is not available: nothing written to figures/")]
     assert reproduce.outputs_summary([result]) == [
         "01_x.ipynb: kept back fig-01-a: analysis.publish is not available: nothing written to figures/"]
+
+
+def test_summary_names_figures_a_canonical_run_reproduced_to_the_byte():
+    from analysis.reproduce import NotebookResult, outputs_summary
+
+    r = NotebookResult("00_x.ipynb", "ok", 1.0)
+    r.published, r.unchanged = ["fig-00-a"], ["fig-00-b", "fig-00-c"]
+    lines = outputs_summary([r])
+    assert "00_x.ipynb: published to figures/: fig-00-a" in lines
+    assert "00_x.ipynb: reproduced to the byte, figures/ left as it was: fig-00-b, fig-00-c" in lines
