@@ -577,28 +577,11 @@ def _source_cell_index(notebook: Path, cell_index: int | None, injected: bool) -
     return cell_index - 1 if cell_index > injected_at else cell_index
 
 
-def _export_html(executed: Path, target: Path) -> None:
-    """Fallback HTML rendering (nbconvert's default template) until analysis.html_report is merged."""
-    from analysis._lazy import without_iri_grammars
-
-    without_iri_grammars()
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    from analysis.atomic import atomic_write_text
-
-    nb = nbformat.read(str(executed), as_version=4)
-    body, _ = HTMLExporter().from_notebook_node(nb)
-    atomic_write_text(target, body)
-
-
 def export_html(executed: Path, target: Path) -> None:
-    """Render an executed notebook to HTML with ``analysis.html_report.export_html`` (fallback: nbconvert)."""
-    try:
-        from analysis.html_report import export_html as exporter
-    except ImportError:
-        exporter = _export_html
-    exporter(executed, target)
+    """Render an executed notebook to HTML with :func:`analysis.html_report.export_html`."""
+    from analysis import html_report
+
+    html_report.export_html(executed, target)
 
 
 # ---------------------------------------------------------------------------------------- worker

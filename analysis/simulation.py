@@ -844,7 +844,7 @@ def _summarise(per_trial: pd.DataFrame, confidence: float = DEFAULT_CONFIDENCE) 
     at level ``confidence``.
 
     Vectorised: group sums by bincount and one t quantile per distinct replication count (a
-    groupby loop with a t.ppf per group dominated short runs); _summarise_loop is the reference.
+    groupby loop with a t.ppf per group dominated short runs); tests/test_simulation.py keeps that loop as the reference.
     """
     keys = ["service", "customer_class", "metric"]
     columns = keys + ["estimate", "ci_low", "ci_high", "half_width", "std", "replications"]
@@ -875,28 +875,6 @@ def _summarise(per_trial: pd.DataFrame, confidence: float = DEFAULT_CONFIDENCE) 
         "metric": head["metric"].to_numpy(), "estimate": est, "ci_low": est - half,
         "ci_high": est + half, "half_width": half, "std": std, "replications": n.astype(np.int64),
     }, columns=columns)
-
-
-def _summarise_loop(per_trial: pd.DataFrame,
-                    confidence: float = DEFAULT_CONFIDENCE) -> pd.DataFrame:
-    """The straightforward groupby version of _summarise (reference for its test)."""
-    rows = []
-    t_level = 0.5 + 0.5 * confidence
-    for (service, cls, metric), g in per_trial.groupby(["service", "customer_class", "metric"],
-                                                       sort=False):
-        x = g["value"].to_numpy()
-        x = x[np.isfinite(x)]
-        n = int(x.size)
-        est = float(x.mean()) if n else math.nan
-        if n >= 2:
-            std = float(x.std(ddof=1))
-            half = float(stats.t.ppf(t_level, n - 1)) * std / math.sqrt(n)
-        else:
-            std = half = math.nan
-        rows.append((service, cls, metric, est, est - half, est + half, half, std, n))
-    return pd.DataFrame(rows, columns=["service", "customer_class", "metric", "estimate",
-                                       "ci_low", "ci_high", "half_width", "std",
-                                       "replications"])
 
 
 def _record_frames(outputs) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

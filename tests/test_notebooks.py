@@ -123,16 +123,14 @@ def test_every_figure_file_is_indexed():
     assert not unindexed, f"figures without provenance in figures/index.json: {unindexed}; rebuild with `{REBUILD}`"
 
 
-@pytest.mark.notebook
-def test_named_data_dir_without_the_data_stops_the_notebook(tmp_path, monkeypatch):
-    """An explicit data_dir that lacks the dataset is an error naming the expected file, not synthetic data."""
+def _run_stopped_by_empty_data_dir(name: str, tmp_path, monkeypatch):
+    """Run notebook ``name`` in quick mode with an empty ``data_dir``; returns (the papermill error, the empty
+    folder, the output folder) after checking it stopped."""
     import papermill as pm
 
-    from analysis import datasets
-
-    notebook = paths.NOTEBOOKS / "05_cost_autoscaling.ipynb"
+    notebook = paths.NOTEBOOKS / name
     if not notebook.is_file():
-        pytest.skip("notebook 05 is not in notebooks/")
+        pytest.skip(f"{name} is not in notebooks/")
     empty = tmp_path / "empty"
     empty.mkdir()
     out = tmp_path / "out"
@@ -141,8 +139,17 @@ def test_named_data_dir_without_the_data_stops_the_notebook(tmp_path, monkeypatc
         pm.execute_notebook(str(notebook), str(tmp_path / notebook.name),
                             parameters={"quick": True, "data_dir": str(empty)}, kernel_name=paths.KERNEL_NAME,
                             cwd=str(paths.NOTEBOOKS), progress_bar=False, log_output=False)
-    assert info.value.ename == "FileNotFoundError"
-    assert str(empty / datasets.get("ecommerce-api-rps").relpath) in info.value.evalue
+    return info.value, empty, out
+
+
+@pytest.mark.notebook
+def test_named_data_dir_without_the_data_stops_the_notebook(tmp_path, monkeypatch):
+    """An explicit data_dir that lacks the dataset is an error naming the expected file, not synthetic data."""
+    from analysis import datasets
+
+    error, empty, out = _run_stopped_by_empty_data_dir("05_cost_autoscaling.ipynb", tmp_path, monkeypatch)
+    assert error.ename == "FileNotFoundError"
+    assert str(empty / datasets.get("ecommerce-api-rps").relpath) in error.evalue
     assert not list(out.glob("figures/*.png")), "no figure may be drawn from a replaced dataset"
 
 
@@ -174,16 +181,6 @@ def test_07_runs_on_the_synthetic_nab_corpus_without_real_data(no_real_data, tmp
 
 @pytest.mark.notebook
 def test_07_named_data_dir_without_nab_stops_the_notebook(tmp_path, monkeypatch):
-    import papermill as pm
-
-    notebook = paths.NOTEBOOKS / "07_observability_alerting.ipynb"
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    out = tmp_path / "out"
-    monkeypatch.setenv(paths.OUTPUT_ENV_VAR, str(out))
-    with pytest.raises(pm.PapermillExecutionError) as info:
-        pm.execute_notebook(str(notebook), str(tmp_path / notebook.name),
-                            parameters={"quick": True, "data_dir": str(empty)}, kernel_name=paths.KERNEL_NAME,
-                            cwd=str(paths.NOTEBOOKS), progress_bar=False, log_output=False)
-    assert info.value.ename == "FileNotFoundError" and "no NAB corpus" in info.value.evalue
+    error, _, out = _run_stopped_by_empty_data_dir("07_observability_alerting.ipynb", tmp_path, monkeypatch)
+    assert error.ename == "FileNotFoundError" and "no NAB corpus" in error.evalue
     assert not list(out.glob("figures/*.png"))
