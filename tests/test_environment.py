@@ -70,6 +70,20 @@ def test_installed_versions_match_lock():
     assert not differ, f"installed vs locked: {differ}; run `make setup` after `rm -rf .venv`"
 
 
+def test_no_iri_grammar_package_slows_every_notebook_process():
+    """jsonschema is locked at 4.24.0, whose format extra does not install rfc3987-syntax: that package
+    compiles about 40 lark grammars when jsonschema is imported (about 3 CPU-s in papermill, nbconvert and
+    the Jupyter server, each time), more than a quick notebook's own work. A lock regenerated with a newer
+    jsonschema brings it back; this test says so."""
+    from importlib.util import find_spec
+
+    assert _lock().get("jsonschema") == "4.24.0", "requirements.lock: keep jsonschema==4.24.0 (see this test)"
+    assert "rfc3987-syntax" not in _lock(), "requirements.lock pins rfc3987-syntax: drop it (see this test)"
+    assert find_spec("rfc3987_syntax") is None, (
+        "rfc3987_syntax is installed in this environment: `.venv/bin/python -m pip uninstall -y "
+        "rfc3987-syntax lark` (or rm -rf .venv && make setup)")
+
+
 def _requires_python() -> str:
     import tomllib
 
