@@ -432,6 +432,25 @@ def canonical_svg(svg: str) -> str:
     return _ID_ATTR.sub(rename, svg)
 
 
+@contextlib.contextmanager
+def _layout_frozen(fig: Figure) -> Iterator[None]:
+    """Keep the axes where the last draw's layout engine (constrained or tight) put them.
+
+    The layout engine runs on every ``savefig``; its text measurements are about half of a figure's
+    rendering cost. Positions are fractions of the figure and the fonts are sized in points, so the
+    layout computed for the PNG holds for the SVG too. The engine is restored afterwards.
+    """
+    engine = fig.get_layout_engine()
+    if engine is None or not hasattr(engine, "execute") or type(engine).__name__ == "PlaceHolderLayoutEngine":
+        yield
+        return
+    fig.set_layout_engine("none")
+    try:
+        yield
+    finally:
+        fig.set_layout_engine(engine)
+
+
 def _render(fig: Figure, fmt: str, extra: Mapping[str, Any]) -> bytes:
     buffer = io.BytesIO()
     if fmt == "png":
@@ -616,8 +635,16 @@ class NotebookOutputs:
             raise ValueError(f"fig_id={fig_id!r}: number {match.group(1)} does not match notebook "
                              f"{self.notebook} (use 'fig-{self.number}-...')")
 
+    @property
+    def formats(self) -> tuple[str, ...]:
+        """File formats :meth:`save` writes: PNG and SVG; a quick run (``quick=True`` among the parameters)
+        writes the PNG preview only (the vector format is for the published figures, which only a full
+        canonical run makes; an SVG costs about as much to draw as the PNG)."""
+        return ("png",) if self.parameters.get("quick") is True else ("png", "svg")
+
     def save(self, fig: Figure, fig_id: str, caption: str, *, data_source: str | None = None) -> None:
-        """Write ``<fig_id>.png`` and ``.svg`` atomically into ``paths.figures_dir()`` and index them.
+        """Write ``<fig_id>.png`` and ``.svg`` atomically into ``paths.figures_dir()`` and index them
+        (a quick run: the PNG only, see :attr:`formats`).
 
         A footer naming the figure id, the data source and any non-default parameter is drawn into the
         saved files. ``data_source`` overrides the notebook's label for this figure only (e.g. a figure
@@ -637,13 +664,17 @@ class NotebookOutputs:
                              "analysis.publish (make reproduce); set KIT_OUTPUT_DIR to save elsewhere")
         directory.mkdir(parents=True, exist_ok=True)
 
-        # Render both formats in memory first: an interruption here leaves every file untouched.
+        # Render in memory first: an interruption here leaves every file untouched.
+        rendered: dict[str, bytes] = {}
         with _with_footer(fig, self._footer_text(fig_id, label)) as extra:
-            png = _render(fig, "png", extra)
-            svg = _render(fig, "svg", extra)
+            rendered["png"] = _render(fig, "png", extra)
+            if "svg" in self.formats:
+                with _layout_frozen(fig):  # the SVG reuses the layout the PNG computed
+                    rendered["svg"] = _render(fig, "svg", extra)
+        png = rendered["png"]
 
         git = self._git_info()
-        content = sha256_bytes(png + svg)
+        content = sha256_bytes(b"".join(rendered.values()))
         entry = {
             "caption": " ".join(caption.split()),
             "notebook": portable_path(self.notebook_path),
@@ -660,13 +691,16 @@ class NotebookOutputs:
             "content_sha256": content,
             "cite": citation_key(fig_id, content),
             "packages": package_versions(),
-            "files": {"png": {"path": f"{fig_id}.png", "sha256": sha256_bytes(png)},
-                      "svg": {"path": f"{fig_id}.svg", "sha256": sha256_bytes(svg)}},
+            "files": {fmt: {"path": f"{fig_id}.{fmt}", "sha256": sha256_bytes(data)}
+                      for fmt, data in rendered.items()},
         }
         with _locked(directory), _sigint_deferred():
             index = load_index(directory)  # fails before writing anything if the index is corrupt
-            atomic_write_bytes(directory / f"{fig_id}.png", png)
-            atomic_write_bytes(directory / f"{fig_id}.svg", svg)
+            for fmt, data in rendered.items():
+                atomic_write_bytes(directory / f"{fig_id}.{fmt}", data)
+            stale = directory / f"{fig_id}.svg"   # a full run's SVG must not sit beside a quick PNG
+            if "svg" not in rendered and stale.exists():
+                stale.unlink()
             index[fig_id] = entry
             write_index(directory, index)
         self.saved[fig_id] = entry
@@ -689,7 +723,8 @@ class NotebookOutputs:
         if entry["non_default_parameters"]:
             reasons.append("non-default parameters " + ", ".join(
                 f"{k}={_cli_value(v['value'])}" for k, v in entry["non_default_parameters"].items()))
-        note = f"saved to {where}" + (f"; not publishable ({'; '.join(reasons)})" if reasons else "")
+        note = f"saved to {where}" + ("" if "svg" in entry["files"] else " (quick run: PNG preview, no SVG)")
+        note += f"; not publishable ({'; '.join(reasons)})" if reasons else ""
         text = f"{fig_id}: {entry['caption']} ({note})"
         markup = (f'<figure class="kit-figure" id="{fig_id}" style="margin: 0 0 1em 0">'
                   f'<img src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}" '

@@ -166,19 +166,19 @@ def test_index_records_citable_content_hash_head_commit_and_command(outputs, out
 
 
 def test_non_default_parameters_and_data_are_marked_in_footer_and_index(notebook, out_dir):
-    out = NotebookOutputs(notebook, {"quick": True, "seed": 7, "rate": 2.5}, seed=7,
+    out = NotebookOutputs(notebook, {"quick": False, "seed": 7, "rate": 2.0}, seed=7,
                           data_source="real: api-01 (MIT)")
-    assert out.non_default_parameters == {"quick": {"value": True, "default": False},
+    assert out.non_default_parameters == {"rate": {"value": 2.0, "default": 2.5},
                                           "seed": {"value": 7, "default": 3}}
     out.save(knee_figure(), "fig-07-changed", "Changed parameters.")
     out.save(knee_figure(), "fig-07-usl", "Per-figure data source.", data_source="measured: usl package data")
     figdir = out_dir / "figures"
     svg = (figdir / "fig-07-changed.svg").read_text()
-    assert "QUICK RUN" in svg and "NON-DEFAULT PARAMETERS: seed=7" in svg
+    assert "QUICK RUN" not in svg and "PARAMETERS: rate=2.0, seed=7" in svg and "NON-DEFAULT" in svg
     index = figures.load_index(figdir)
     entry = index["fig-07-changed"]
     assert entry["non_default_parameters"]["seed"] == {"value": 7, "default": 3}
-    assert entry["command"] == "make reproduce ARGS='--only 07_demo -p quick true -p seed 7'"
+    assert entry["command"] == "make reproduce ARGS='--only 07_demo -p rate 2.0 -p seed 7'"
     assert entry["data_kind"] == "real"
     usl = index["fig-07-usl"]
     assert usl["data_source"] == "measured: usl package data" and usl["data_kind"] == "none"
@@ -263,16 +263,30 @@ def test_concurrent_saves_keep_every_index_entry(tmp_path, notebook, out_dir):
 
 def test_footer_names_figure_and_data_source(notebook, out_dir):
     fig = knee_figure()
-    real = NotebookOutputs(notebook, {"quick": True}, seed=None, data_source="real: api-01 (MIT)")
+    real = NotebookOutputs(notebook, {"quick": False}, seed=None, data_source="real: api-01 (MIT)")
     real.save(fig, "fig-07-foot", "Footer test.")
     svg = (out_dir / "figures" / "fig-07-foot.svg").read_text()
     # matplotlib writes each text drawn as paths with the string as an XML comment
-    assert "fig-07-foot · data: real: api-01 (MIT) · QUICK RUN" in svg
-    assert "NON-DEFAULT" not in svg  # this scratch notebook declares no parameters
+    assert "fig-07-foot · data: real: api-01 (MIT) -->" in svg
+    assert "NON-DEFAULT" not in svg and "QUICK RUN" not in svg  # this scratch notebook declares no parameters
     png_real = (out_dir / "figures" / "fig-07-foot.png").read_bytes()
-    NotebookOutputs(notebook, {"quick": True}, seed=None, data_source="synthetic default").save(
-        fig, "fig-07-foot", "Footer test.")
+    quick = NotebookOutputs(notebook, {"quick": True}, seed=None, data_source="synthetic default")
+    assert quick._footer_text("fig-07-foot") == "fig-07-foot · data: synthetic default · QUICK RUN (reduced sizes)"
+    quick.save(fig, "fig-07-foot", "Footer test.")
     assert (out_dir / "figures" / "fig-07-foot.png").read_bytes() != png_real
+
+
+def test_quick_runs_write_png_previews_only(notebook, out_dir):
+    full = NotebookOutputs(notebook, {"quick": False}, seed=None, data_source="synthetic default")
+    quick = NotebookOutputs(notebook, {"quick": True}, seed=None, data_source="synthetic default")
+    assert full.formats == ("png", "svg") and quick.formats == ("png",)
+    full.save(knee_figure(), "fig-07-q", "Full run.")
+    assert (out_dir / "figures" / "fig-07-q.svg").exists()
+    quick.save(knee_figure(), "fig-07-q", "Quick run.")
+    entry = figures.load_index(out_dir / "figures")["fig-07-q"]
+    assert sorted(entry["files"]) == ["png"]
+    assert entry["content_sha256"] == figures.sha256_bytes((out_dir / "figures" / "fig-07-q.png").read_bytes())
+    assert not (out_dir / "figures" / "fig-07-q.svg").exists(), "the full run's SVG must not outlive it"
 
 
 @pytest.mark.parametrize("layout", ["none", "tight", "compressed"])
@@ -288,6 +302,8 @@ def test_footer_with_other_layout_engines(outputs, out_dir, layout):
     assert "fig-07-plain · data: synthetic default" in svg
     assert fig.texts == []
     assert (dict(engine.get()) if engine is not None else None) == settings, "layout must be restored"
+    if engine is not None:  # (with layout="none", matplotlib itself installs the rcParams engine on draw)
+        assert fig.get_layout_engine() is engine, "the layout engine frozen for the SVG must be put back"
 
 
 # ---------------------------------------------------------------------------------- validation

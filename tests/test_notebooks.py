@@ -87,7 +87,9 @@ def test_notebook_runs_in_quick_mode_and_writes_results(notebook, tmp_path, monk
     number = notebook.name[:2]
     for fig_id, entry in index.items():
         assert fig_id.startswith(f"fig-{number}-")
-        for fmt in ("png", "svg"):
+        assert sorted(entry["files"]) == ["png"], f"{fig_id}: a quick run writes the PNG preview only"
+        assert not (out / "figures" / f"{fig_id}.svg").exists()
+        for fmt in entry["files"]:
             assert sha256_file(out / "figures" / entry["files"][fmt]["path"]) == entry["files"][fmt]["sha256"]
 
 

@@ -215,7 +215,8 @@ def test_quick_mode_sets_quick_and_keeps_outputs_under_build_quick(tmp_path, mon
     # the kernel wrote into its staging folder, which is gone once its outputs were moved into place
     assert Path(data["output_dir"]) == (build / "quick" / ".staging" / "03_ok").resolve()
     assert not (build / "quick" / ".staging").exists()
-    assert (build / "quick" / "figures" / "fig-03-line.svg").exists()
+    assert (build / "quick" / "figures" / "fig-03-line.png").exists()
+    assert not (build / "quick" / "figures" / "fig-03-line.svg").exists(), "quick runs write PNG previews only"
     assert (build / "quick" / "notebooks" / "03_ok.ipynb").exists()
     assert not (build / "notebooks").exists() and not elsewhere.exists()
     assert os.environ[paths.OUTPUT_ENV_VAR] == str(elsewhere), "KIT_OUTPUT_DIR must be untouched"
