@@ -539,6 +539,7 @@ class NotebookResult:
     published: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     kept_back: list[tuple[str, str]] = field(default_factory=list)
+    cpu_seconds: float | None = None  # CPU of the execution: papermill, the kernel and its workers (not HTML)
     outputs: Path | None = None  # folder holding this run's figures/results when not published
 
     @property
@@ -599,6 +600,15 @@ def _kill_group(pgid: int | None, signum: int) -> bool:
         return False
 
 
+def _process_tree_cpu_s() -> float:
+    """CPU seconds (user + system) of this process and of its finished, reaped children (the kernel and,
+    through it, the kernel's replication workers)."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def _worker_main(spec_path: str) -> int:
     """Body of a worker process: execute one notebook with papermill, report events, render HTML.
 
@@ -606,6 +616,7 @@ def _worker_main(spec_path: str) -> int:
     id), ``cell`` (k-th code cell of n started), ``done`` (status, error, failing cell). A watchdog thread
     kills the kernel's process group and exits when the runner (our parent) dies.
     """
+    cpu_at_start = _process_tree_cpu_s()
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
     events = os.fdopen(spec["events_fd"], "w", buffering=1, encoding="utf-8")
     lock = threading.Lock()
@@ -678,6 +689,7 @@ def _worker_main(spec_path: str) -> int:
     except Exception as exc:  # noqa: BLE001 - kernel died, bad notebook JSON, ...: report
         done.update(status="failed", error=f"{type(exc).__name__}: {exc}".strip())
     _kill_group(state["pgid"] or kernel_pgid(), signal.SIGKILL)  # processes the notebook left running
+    done["cpu_s"] = round(_process_tree_cpu_s() - cpu_at_start, 2)  # papermill, kernel, its workers; not HTML
     if spec.get("html") and executed.is_file():
         try:
             export_html(executed, Path(spec["html"]))
@@ -944,7 +956,8 @@ def _finish(job: _Job, out_root: Path, canonical: bool, mode: int) -> NotebookRe
     done = job.done or {}
     seconds = (job.finished or time.monotonic()) - job.started
     result = NotebookResult(job.notebook.name, done.get("status", "failed"), seconds,
-                            cell_index=done.get("cell_index"), error=done.get("error"))
+                            cell_index=done.get("cell_index"), error=done.get("error"),
+                            cpu_seconds=done.get("cpu_s"))
     if job.done is None:
         code = job.process.returncode if job.process is not None else None
         tail = _worker_log_tail(job)
@@ -1062,7 +1075,8 @@ def run(notebooks_dir: str | os.PathLike | None = None, build_dir: str | os.Path
                     result = _finish(finished.pop(next_result), out_root, canonical, mode)
                     results.append(result)
                     detail = "" if result.ok else f": {result.failure_line(with_name=False)}"
-                    report.line(f"{result.notebook}: {result.status} in {result.seconds:.1f} s, "
+                    cpu = "" if result.cpu_seconds is None else f" ({result.cpu_seconds:.1f} CPU-s)"
+                    report.line(f"{result.notebook}: {result.status} in {result.seconds:.1f} s{cpu}, "
                                 f"{result.figures} figure(s){detail}")
                     next_result += 1
         finally:
@@ -1108,10 +1122,11 @@ def _poll(running: list[_Job], finished: dict[int, _Job], report: _Progress, tim
 # ------------------------------------------------------------------------------------------ report
 
 def format_table(results: Sequence[NotebookResult]) -> str:
-    """Plain-text table: notebook, status, seconds, figures."""
-    rows = [("notebook", "status", "seconds", "figures")]
-    rows += [(r.notebook, r.status, f"{r.seconds:.1f}", str(r.figures)) for r in results]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    """Plain-text table: notebook, status, wall seconds, CPU seconds (all processes of the execution), figures."""
+    rows = [("notebook", "status", "seconds", "CPU-s", "figures")]
+    rows += [(r.notebook, r.status, f"{r.seconds:.1f}",
+              "-" if r.cpu_seconds is None else f"{r.cpu_seconds:.1f}", str(r.figures)) for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for n, row in enumerate(rows):
         lines.append("  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in

@@ -210,6 +210,8 @@ def test_quick_mode_sets_quick_and_keeps_outputs_under_build_quick(tmp_path, mon
     build = tmp_path / "build"
     results = reproduce.run(nbdir, build, quick=True, progress=False, html=False)
     assert [(r.notebook, r.status, r.figures) for r in results] == [("03_ok.ipynb", "ok", 1)]
+    # CPU of the execution (papermill and the kernel, which alone takes a fraction of a second to start)
+    assert 0.2 < results[0].cpu_seconds < 60
     data = json.loads((build / "quick" / "results" / "03_ok.json").read_text())
     assert data["quick"] is True and data["seed"] == 1 and data["label"] == "base" and data["limit"] is None
     # the kernel wrote into its staging folder, which is gone once its outputs were moved into place
@@ -517,13 +519,14 @@ def test_missing_parameter_value_is_one_line(capsys):
                    "(see `python -m analysis reproduce --help`)\n")
 
 
-def test_format_table_lists_notebook_status_seconds_figures():
-    table = reproduce.format_table([reproduce.NotebookResult("00_foundations.ipynb", "ok", 12.345, 5),
+def test_format_table_lists_notebook_status_seconds_cpu_figures():
+    table = reproduce.format_table([reproduce.NotebookResult("00_foundations.ipynb", "ok", 12.345, 5,
+                                                             cpu_seconds=7.25),
                                     reproduce.NotebookResult("01_x.ipynb", "failed", 1.0, 0, 4, "E: v")])
     lines = table.splitlines()
-    assert lines[0].split() == ["notebook", "status", "seconds", "figures"]
-    assert lines[2].split() == ["00_foundations.ipynb", "ok", "12.3", "5"]
-    assert lines[3].split() == ["01_x.ipynb", "failed", "1.0", "0"]
+    assert lines[0].split() == ["notebook", "status", "seconds", "CPU-s", "figures"]
+    assert lines[2].split() == ["00_foundations.ipynb", "ok", "12.3", "7.2", "5"]
+    assert lines[3].split() == ["01_x.ipynb", "failed", "1.0", "-", "0"]
 
 
 # ---------------------------------------------------------------------------- other subcommands
