@@ -170,12 +170,20 @@ def test_auto_executor_runs_small_recursion_runs_serially():
     assert small.path == "recursion" and small.params["executor"] == "serial"
     one = run_trials(mmc(timeout=2.0), 1, horizon=50.0, seed=1, progress=False)
     assert one.path == "ciw" and one.params["executor"] == "serial"
+    small_ciw = run_trials(mmc(timeout=2.0), 2, horizon=50.0, seed=1, progress=False)
+    assert small_ciw.path == "ciw" and small_ciw.params["executor"] == "serial"
     if len(__import__("os").sched_getaffinity(0)) > 1:
-        many = run_trials(mmc(timeout=2.0), 2, horizon=50.0, seed=1, progress=False)
-        assert many.params["executor"] == "processes"
-        pd.testing.assert_frame_equal(
-            many.summary, run_trials(mmc(timeout=2.0), 2, horizon=50.0, seed=1, progress=False,
-                                     executor="serial").summary)
+        from analysis import simulation
+
+        traffic = small_ciw.traffic           # expected visits = arrival rates x span x replications
+        rate = float(traffic["arrival_rate"].sum())
+        big_ciw = simulation._SERIAL_CIW_VISITS / rate * 1.01
+        assert simulation._auto_executor("ciw", 2, traffic, big_ciw / 2) == "processes"
+        assert simulation._auto_executor("ciw", 2, traffic, big_ciw / 2 * 0.98) == "serial"
+        big_rec = simulation._SERIAL_VISITS / rate * 1.01
+        assert simulation._auto_executor("recursion", 2, traffic, big_rec / 2) == "processes"
+        many = run_trials(mmc(timeout=2.0), 2, horizon=50.0, seed=1, progress=False, executor="processes")
+        pd.testing.assert_frame_equal(many.summary, small_ciw.summary)
 
 
 def test_recursion_results_identical_across_executors_and_replication_counts():
