@@ -229,7 +229,7 @@ def measure_aead(sizes=DEFAULT_SIZES, repetitions: int = 20, *, algorithms=AEAD_
     nonce = bytes(12)
     rows: list[dict] = []
     ciphers = {a: _cipher(a) for a in algorithms}
-    for r in range(n):
+    for r in range(-1, n):                   # repetition -1: an untimed warm-up pass (caches, first calls)
         for alg, aead in ciphers.items():
             for size in sizes:
                 payload = (bytes(range(256)) * (size // 256 + 1))[:size]
@@ -243,6 +243,8 @@ def measure_aead(sizes=DEFAULT_SIZES, repetitions: int = 20, *, algorithms=AEAD_
                 for _ in range(ops):
                     aead.decrypt(nonce, sealed, None)
                 dec = (time.perf_counter() - t0) / ops
+                if r < 0:
+                    continue
                 rows.append(dict(algorithm=alg, operation="encrypt", size_bytes=size, repetition=r, ops=ops,
                                  seconds=enc))
                 rows.append(dict(algorithm=alg, operation="decrypt", size_bytes=size, repetition=r, ops=ops,
