@@ -173,3 +173,36 @@ def test_queue_impact_adds_the_cpu_to_the_service_time_of_an_mmc_tier():
     small = sc.queue_impact(arrival_rate=200.0, base_service_s=0.01, extra_cpu_s={"x": 0.01}, servers=3,
                             target_s=0.05)
     assert small.loc["x", "p99_s"] == float("inf")
+
+
+# ------------------------------------------------------------------------------------ the notebook
+@pytest.mark.notebook
+def test_notebook_derived_numbers_are_deterministic_with_a_fixed_measurements_file(tmp_path, monkeypatch):
+    """Notebook 06 run twice on the same measurements (once from a measurements file, once from the first run's
+    results JSON) gives identical derived numbers, and those numbers are the file's, not this machine's."""
+    import papermill as pm
+
+    from analysis import paths
+
+    source = sc.write_measurements(tmp_path / "fixed.json", fixed_measurements())
+    nb = paths.NOTEBOOKS / "06_security_overhead.ipynb"
+    runs = []
+    for i, cost_source in enumerate([source, tmp_path / "out0" / "results" / "06_security_overhead.json"]):
+        out = tmp_path / f"out{i}"
+        monkeypatch.setenv(paths.OUTPUT_ENV_VAR, str(out))
+        pm.execute_notebook(str(nb), str(tmp_path / f"run{i}.ipynb"),
+                            parameters={"quick": True, "cost_source": str(cost_source)},
+                            kernel_name=paths.KERNEL_NAME, cwd=str(paths.NOTEBOOKS), progress_bar=False,
+                            log_output=False)
+        results = json.loads((out / "results" / "06_security_overhead.json").read_text())
+        results.pop("provenance")
+        results.pop("cost_source")
+        runs.append(results)
+    assert runs[0] == runs[1]
+    r = runs[0]
+    assert r["machine"] == {"cpu_model": "test CPU"}
+    assert r["tls_full_server_cpu_s"] == pytest.approx(3e-3) and r["tls_resumed_server_cpu_s"] == pytest.approx(5e-4)
+    # full handshake per request: 3 ms + AEAD of 10 kB decrypted and 10 kB encrypted (1.1e-5 s each in the file)
+    full = r["api_tier"]["TLS new conn., full handshake"]
+    assert full["extra_cpu_s"] == pytest.approx(3e-3 + 2 * 1.1e-5)
+    assert r["audit"]["sync_cpu_s_per_record"] == pytest.approx(8e-6)
