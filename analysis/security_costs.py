@@ -19,7 +19,8 @@ Arithmetic (pure, deterministic): :func:`summarise_tls`, :func:`summarise_aead` 
 quartiles), :func:`aead_seconds` (interpolated cost of a payload), :func:`per_request_security_s`
 (CPU seconds a request adds), :func:`audit_log_volume` (bytes -> storage -> monthly cost).
 
-Units: times in seconds, sizes in bytes, rates in requests/s, prices per GB-month (GB = 1e9 bytes).
+Units: times in seconds, sizes in bytes, rates in requests/s, prices per GB-month (TIMEOUT_S = 10.0                                             # loopback socket timeout (s): no hang
+GB = 1e9 bytes).
 """
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ SCHEMA = "kit-security-measurements/1"
 AEAD_ALGORITHMS = ("AES-256-GCM", "ChaCha20-Poly1305")
 DEFAULT_SIZES = (100, 1_000, 10_000, 100_000, 1_000_000)     # payload bytes, 100 B .. 1 MB
 TLS_KINDS = ("tcp_connect", "tls_full", "tls_resumed")
+TIMEOUT_S = 10.0                                             # loopback socket timeout (s): no hang
 GB = 1e9                                                     # bytes per GB (cloud storage prices use 10^9)
 SECONDS_PER_MONTH = 30 * 86_400                              # a 30-day billing month
 
@@ -113,6 +115,7 @@ def _serve(listener: socket.socket, ctx: ssl.SSLContext, server_cpu: list, stop:
         except OSError:
             return
         with conn:
+            conn.settimeout(TIMEOUT_S)
             first = conn.recv(1, socket.MSG_PEEK)
             if first == b"P":                         # plain TCP probe: no TLS
                 conn.recv(1)
@@ -127,7 +130,7 @@ def _serve(listener: socket.socket, ctx: ssl.SSLContext, server_cpu: list, stop:
                 if tls.recv(1):
                     tls.sendall(b"k")
                 tls.close()
-            except (ssl.SSLError, OSError):
+            except (ssl.SSLError, OSError):      # includes socket timeouts
                 server_cpu.append(math.nan)
 
 
@@ -162,7 +165,7 @@ def measure_tls_handshakes(repetitions: int = 50, *, warmup: int = 3) -> list[di
             nonlocal session
             before = len(server_cpu)
             t0 = time.perf_counter()
-            sock = socket.create_connection(addr)
+            sock = socket.create_connection(addr, timeout=TIMEOUT_S)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if kind == "tcp_connect":
                 wall = time.perf_counter() - t0
@@ -178,7 +181,10 @@ def measure_tls_handshakes(repetitions: int = 50, *, warmup: int = 3) -> list[di
                 tls.recv(1)
                 version, reused = tls.version(), bool(tls.session_reused)
                 session = tls.session
+            deadline = time.monotonic() + TIMEOUT_S
             while len(server_cpu) == before:    # the server records its CPU before it echoes
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"TLS measurement: the loopback server did not answer within {TIMEOUT_S} s")
                 time.sleep(0)
             if kind == "tls_resumed" and not reused:
                 raise RuntimeError("TLS session resumption failed: the server did not reuse the session")
@@ -433,7 +439,8 @@ def audit_log_volume(arrival_rate, *, bytes_per_request: float, compression_rati
     """Audit-log volume and cost for a request rate (requests/s; a scalar or a series of hourly means).
 
     Daily bytes = mean rate x 86,400 s x bytes_per_request / compression_ratio x replicas. At steady state
-    the store holds retention_days of logs; monthly cost = stored GB x price_per_gb_month (GB = 1e9 bytes).
+    the store holds retention_days of logs; monthly cost = stored GB x price_per_gb_month (TIMEOUT_S = 10.0                                             # loopback socket timeout (s): no hang
+GB = 1e9 bytes).
     Returns dict: mean_rate (requests/s), requests_per_day, bytes_per_day, gb_per_day, gb_per_month (30 days),
     stored_gb (at retention), monthly_storage_cost, write_bytes_per_s.
     """
