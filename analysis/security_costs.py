@@ -46,6 +46,7 @@ __all__ = [
     "measure_tls_handshakes", "measure_aead", "measure", "write_measurements", "read_measurements",
     "summarise_tls", "summarise_aead", "aead_seconds", "per_request_security_s", "audit_log_volume",
     "measure_log_writes", "summarise_log_writes", "servers_for_response_quantile", "queue_impact",
+    "resolve_cost_source",
 ]
 
 SCHEMA = "kit-security-measurements/1"
@@ -318,6 +319,25 @@ def write_measurements(path: str | os.PathLike, measurements: dict) -> Path:
     path = Path(path)
     path.write_text(json.dumps(measurements, indent=1, sort_keys=True))
     return path
+
+
+def resolve_cost_source(cost_source: str) -> Path | None:
+    """None for ``"measure"``; otherwise the measurements file, a relative path taken from the project root
+    (so a notebook, whose working directory is notebooks/, and the command line agree). A missing file is a
+    ValueError naming cost_source."""
+    from analysis import paths
+
+    if not isinstance(cost_source, str) or not cost_source:
+        raise ValueError(f"cost_source must be 'measure' or the path of a measurements JSON, got {cost_source!r}")
+    if cost_source == "measure":
+        return None
+    p = Path(cost_source).expanduser()
+    if not p.is_absolute():
+        p = paths.ROOT / p
+    if not p.is_file():
+        raise ValueError(f"cost_source must be 'measure' or the path of a measurements JSON, got {cost_source!r} "
+                         f"(no such file: {p})")
+    return p
 
 
 def read_measurements(path: str | os.PathLike) -> dict:

@@ -125,6 +125,19 @@ def test_measure_write_read_round_trip_and_the_results_json_form(tmp_path):
     assert sc.read_measurements(wrapped)["tls"] == json.loads(json.dumps(m["tls"]))
 
 
+def test_resolve_cost_source_takes_relative_paths_from_the_project_root(tmp_path):
+    from analysis import paths
+
+    assert sc.resolve_cost_source("measure") is None
+    assert sc.resolve_cost_source("README.md") == paths.ROOT / "README.md"
+    f = sc.write_measurements(tmp_path / "m.json", fixed_measurements())
+    assert sc.resolve_cost_source(str(f)) == f
+    with pytest.raises(ValueError, match="cost_source must be 'measure'.*no such file"):
+        sc.resolve_cost_source("no/such/file.json")
+    with pytest.raises(ValueError, match="cost_source must be 'measure'"):
+        sc.resolve_cost_source("")
+
+
 @pytest.mark.parametrize("content, match", [
     (None, "no such file"),
     ("not json", "not JSON"),
