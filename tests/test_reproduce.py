@@ -313,6 +313,27 @@ def test_parallel_run_gives_the_same_bytes_and_order_as_a_serial_run(tmp_path):
     assert outputs[1] == outputs[2]
 
 
+@pytest.mark.notebook
+def test_a_notebook_reading_the_others_results_runs_after_them_whatever_jobs(tmp_path):
+    """A notebook declaring results_dir (09_synthesis) starts only when the others' results are in place."""
+    nbdir = tmp_path / "notebooks"
+    writer = WRITE_RESULTS_AND_FIGURE.replace(
+        '"cwd": os.getcwd(), "output_dir": os.environ.get("KIT_OUTPUT_DIR", "")', '"n": 1')
+    make_notebook(nbdir / "00_reader.ipynb",
+                  "from pathlib import Path\n"
+                  "run = Path(os.environ['KIT_OUTPUT_DIR']).parents[1]  # <out>/.staging/<notebook>\n"
+                  "found = sorted(p.name for p in (run / 'results').glob('*.json'))\n"
+                  "assert found == ['01_slow.json', '02_fast.json'], found",
+                  parameters=PARAMETERS + '\nresults_dir: str = ""  # the others\' results')
+    make_notebook(nbdir / "01_slow.ipynb", "import time; time.sleep(3)", writer.format(name="01_slow.ipynb", nn="01"))
+    make_notebook(nbdir / "02_fast.ipynb", writer.format(name="02_fast.ipynb", nn="02"))
+    assert [reproduce.runs_last(p) for p in sorted(nbdir.iterdir())] == [True, False, False]
+    results = reproduce.run(nbdir, tmp_path / "build", parameters=[("seed", "5")], progress=False, html=False,
+                            jobs=3)
+    assert [(r.notebook, r.status) for r in results] == [
+        ("01_slow.ipynb", "ok"), ("02_fast.ipynb", "ok"), ("00_reader.ipynb", "ok")], results[-1].error
+
+
 # ------------------------------------------------------------------------ validation before side effects
 
 VALIDATE = """
