@@ -25,7 +25,7 @@ from typing import Any
 from analysis import paths
 
 __all__ = ["EFFECT_ON", "PLANNED_AREAS", "RANKING_RULE", "ResultsError", "headline", "load_results",
-           "check_results", "synthesis_table", "rank_where_to_act", "effect_factor", "results_location"]
+           "check_results", "portable", "synthesis_table", "rank_where_to_act", "effect_factor", "results_location"]
 
 #: What a mitigation's effect may act on (lower is better for each: seconds, money, unavailability).
 EFFECT_ON = ("latency", "cost", "availability")
@@ -261,26 +261,27 @@ def load_results(results_dir: str | os.PathLike, notebooks: Iterable[str | os.Pa
     folder = Path(results_dir)
     reference = Path(figures_dir) if figures_dir is not None else paths.COMMITTED_FIGURES
     index = load_index(reference)
-    where = f"{_portable(reference)}/index.json"
+    where = f"{portable(reference)}/index.json"
     out = {}
     for notebook in notebooks:
         name = Path(notebook).name
         path = folder / f"{Path(name).stem}.json"
         if not path.is_file():
-            raise ResultsError(f"{name}: no results file {_portable(path)}; run the notebook first "
+            raise ResultsError(f"{name}: no results file {portable(path)}; run the notebook first "
                                f"(make reproduce ARGS='--only {Path(name).stem}')")
         try:
             results = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ResultsError(f"{name}: cannot read {_portable(path)} ({exc})") from None
+            raise ResultsError(f"{name}: cannot read {portable(path)} ({exc})") from None
         if not isinstance(results, dict):
-            raise ResultsError(f"{name}: {_portable(path)} is not a JSON object")
+            raise ResultsError(f"{name}: {portable(path)} is not a JSON object")
         results["headline"] = check_results(name, results, index, where)
         out[name] = results
     return out
 
 
-def _portable(path: Path) -> str:
+def portable(path: Path) -> str:
+    """``path`` relative to the project root when inside it (for messages), else as given."""
     try:
         return Path(path).resolve().relative_to(paths.ROOT).as_posix()
     except ValueError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -227,3 +228,72 @@ def test_write_results_records_the_commit_for_the_checks(tmp_path, monkeypatch):
     prov = json.loads(out.results_path.read_text())["provenance"]
     git = provenance.git_info()
     assert prov["git_commit"] == git["commit"] and prov["git_dirty"] == git["dirty"]
+
+
+# ------------------------------------------------------------------------------------- notebook 09
+
+def _prepared_run(tmp_path, commit):
+    """A run folder with results and a figure index for every notebook in notebooks/ but 09 (factors 2, 3, ...)."""
+    from analysis import reproduce
+
+    run = tmp_path / "run"
+    (run / "results").mkdir(parents=True)
+    (run / "figures").mkdir()
+    index, factors = {}, {}
+    names = [p.name for p in reproduce.discover() if not reproduce.runs_last(p)]
+    for k, name in enumerate(names):
+        nn, fig_id = name[:2], f"fig-{name[:2]}-main"
+        index[fig_id] = {"notebook": f"notebooks/{name}", "git_commit": commit, "parameters": {"quick": False},
+                         "data_files": []}
+        effect = {"on": ("latency", "cost")[k % 2], "baseline": 2.0 + k, "mitigated": 1.0, "unit": "s"}
+        if k == 0:
+            effect.update(baseline_ci=[1.5, 2.5], mitigated_ci=[0.9, 1.1])
+        head = _head(area=f"area {nn}", figure=fig_id, effect=effect)
+        factors[head["area"]] = 2.0 + k
+        (run / "results" / f"{Path(name).stem}.json").write_text(json.dumps(
+            {"headline": head, "provenance": {"notebook": name, "parameters": {"quick": False}, "data_files": [],
+                                              "git_commit": commit}}))
+    (run / "figures" / "index.json").write_text(json.dumps(index))
+    return run, names, factors
+
+
+def _run_09(tmp_path, results_dir, monkeypatch):
+    import papermill as pm
+
+    notebook = paths.NOTEBOOKS / "09_synthesis.ipynb"
+    out = tmp_path / "out"
+    monkeypatch.setenv(paths.OUTPUT_ENV_VAR, str(out))
+    pm.execute_notebook(str(notebook), str(tmp_path / notebook.name),
+                        parameters={"quick": True, "results_dir": str(results_dir)}, kernel_name=paths.KERNEL_NAME,
+                        cwd=str(paths.NOTEBOOKS), progress_bar=False, log_output=False)
+    return out
+
+
+@pytest.mark.notebook
+def test_notebook_09_tabulates_ranks_and_draws_every_area(tmp_path, monkeypatch):
+    from analysis import figures
+
+    run, names, factors = _prepared_run(tmp_path, _rev("HEAD"))
+    out = _run_09(tmp_path, run / "results", monkeypatch)
+    results = json.loads((out / "results" / "09_synthesis.json").read_text())
+    assert results["provenance"]["parameters"]["quick"] is True
+    expected = sorted(factors, key=lambda a: (-factors[a], a))
+    assert [r["area"] for r in results["ranking"]] == expected
+    assert [r["factor"] for r in results["ranking"]] == pytest.approx(sorted(factors.values(), reverse=True))
+    present = {n[:2] for n in names}
+    assert results["missing_areas"] == [a for nn, a in synthesis.PLANNED_AREAS.items() if nn not in present]
+    assert results["ranking_rule"] == synthesis.RANKING_RULE
+    assert list(figures.load_index(out / "figures")) == ["fig-09-areas"]
+
+
+@pytest.mark.notebook
+def test_notebook_09_stops_with_one_line_on_missing_results(tmp_path, monkeypatch):
+    import papermill as pm
+
+    run, names, _ = _prepared_run(tmp_path, _rev("HEAD"))
+    (run / "results" / f"{Path(names[-1]).stem}.json").unlink()
+    with pytest.raises(pm.PapermillExecutionError) as info:
+        _run_09(tmp_path, run / "results", monkeypatch)
+    assert info.value.ename == "ResultsError"
+    assert info.value.evalue.startswith(f"{names[-1]}: no results file ")
+    assert not (tmp_path / "out" / "figures").exists()
