@@ -209,9 +209,7 @@ def check_results(name: str, results: Mapping[str, Any], index: Mapping[str, Map
                            "a checkout); rerun the notebook")
     for fig_id, entry in sorted(figs.items()):
         fig_commit = entry.get("git_commit")
-        if not fig_commit:
-            continue
-        contains = _git_is_ancestor(fig_commit, commit)
+        contains = _git_is_ancestor(fig_commit, commit) if fig_commit else True  # no commit: nothing to compare
         if contains is None:
             raise ResultsError(f"{name}: cannot tell whether results commit {commit[:12]} contains "
                                f"{fig_id}'s commit {fig_commit[:12]} (unknown to git here)")

@@ -133,6 +133,16 @@ def test_results_with_other_parameters_are_refused(tmp_path):
                     f"{tmp_path}/figures/index.json: quick=True (figures: False)")
 
 
+def test_parameters_are_checked_even_when_a_figure_records_no_commit(tmp_path):
+    text = _error(*_setup(tmp_path, _rev("HEAD"), None, params={"quick": False, "seed": 8}))
+    assert "results made with other parameters than fig-05-frontier" in text and "seed=8 (figures: 7)" in text
+
+
+def test_a_commit_unknown_to_git_is_a_one_line_error(tmp_path):
+    text = _error(*_setup(tmp_path, "f" * 40, _rev("HEAD")))
+    assert text.startswith(f"05_cost_autoscaling.ipynb: cannot tell whether results commit {'f' * 12} contains")
+
+
 def test_results_from_other_data_are_refused(tmp_path):
     head = _rev("HEAD")
     other = [{"path": "ecommerce/rps.csv", "sha256": "cd" * 32}]
