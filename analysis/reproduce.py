@@ -277,6 +277,22 @@ def runs_last(notebook: Path) -> bool:
     return "results_dir" in notebook_parameters(notebook)
 
 
+def _point_readers_at_this_run(notebooks: Sequence[Path], injected: dict, out_root: Path, quick: bool) -> None:
+    """A notebook that reads the others' results (:func:`runs_last`) reads this run's ``<out>/results``: when
+    that is not its default location (a ``-p`` run, another ``--build-dir``) and no ``results_dir`` was given,
+    it is injected (so the canonical build keeps the notebook's default parameters)."""
+    readers = [nb for nb in notebooks if runs_last(nb) and "results_dir" not in injected[nb]]
+    if not readers:
+        return
+    from analysis.synthesis import results_location
+
+    own = out_root / "results"
+    if own.resolve() != results_location("", quick=quick)[0].resolve():
+        own.mkdir(parents=True, exist_ok=True)
+        for nb in readers:
+            injected[nb]["results_dir"] = str(own)
+
+
 def discover(notebooks_dir: str | os.PathLike | None = None, only: Sequence[str] | str | None = None) -> list[Path]:
     """``NN_*.ipynb`` files in ``notebooks_dir`` sorted by name, filtered by ``only`` patterns.
 
@@ -1047,6 +1063,7 @@ def run(notebooks_dir: str | os.PathLike | None = None, build_dir: str | os.Path
 
     canonical = not quick and not pairs
     out_root = output_root(build_dir, quick, pairs)
+    _point_readers_at_this_run(notebooks, injected, out_root, quick)
     results = [] if results is None else results
     mode = _file_mode()
     report = _Progress(progress)

@@ -322,7 +322,8 @@ def test_a_notebook_reading_the_others_results_runs_after_them_whatever_jobs(tmp
     make_notebook(nbdir / "00_reader.ipynb",
                   "from pathlib import Path\n"
                   "run = Path(os.environ['KIT_OUTPUT_DIR']).parents[1]  # <out>/.staging/<notebook>\n"
-                  "found = sorted(p.name for p in (run / 'results').glob('*.json'))\n"
+                  "assert Path(results_dir) == run / 'results', (results_dir, run)  # this run's results\n"
+                  "found = sorted(p.name for p in Path(results_dir).glob('*.json'))\n"
                   "assert found == ['01_slow.json', '02_fast.json'], found",
                   parameters=PARAMETERS + '\nresults_dir: str = ""  # the others\' results')
     make_notebook(nbdir / "01_slow.ipynb", "import time; time.sleep(3)", writer.format(name="01_slow.ipynb", nn="01"))
@@ -332,6 +333,24 @@ def test_a_notebook_reading_the_others_results_runs_after_them_whatever_jobs(tmp
                             jobs=3)
     assert [(r.notebook, r.status) for r in results] == [
         ("01_slow.ipynb", "ok"), ("02_fast.ipynb", "ok"), ("00_reader.ipynb", "ok")], results[-1].error
+
+
+def test_a_reader_of_results_is_pointed_at_its_run_only_away_from_its_default(tmp_path):
+    reader = make_notebook(tmp_path / "nb" / "09_reader.ipynb", "x = 1",
+                           parameters=PARAMETERS + '\nresults_dir: str = ""  # results to read')
+    other = make_notebook(tmp_path / "nb" / "01_other.ipynb", "x = 1")
+
+    def injected_for(out_root, quick, given=None):
+        injected = {reader: dict(given or {}), other: {}}
+        reproduce._point_readers_at_this_run([other, reader], injected, out_root, quick)
+        return injected
+
+    assert injected_for(paths.BUILD, False) == {reader: {}, other: {}}            # canonical: default kept
+    assert injected_for(paths.BUILD / "quick", True) == {reader: {}, other: {}}   # quick build: its default
+    run = tmp_path / "build" / "runs" / "seed-5"
+    assert injected_for(run, False) == {reader: {"results_dir": str(run / "results")}, other: {}}
+    assert (run / "results").is_dir()
+    assert injected_for(run, False, {"results_dir": "/x"})[reader] == {"results_dir": "/x"}
 
 
 # ------------------------------------------------------------------------ validation before side effects
