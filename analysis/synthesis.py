@@ -316,8 +316,9 @@ def synthesis_table(results: Mapping[str, Mapping[str, Any]],
         factor, low, high = effect_factor(h["effect"])
         rows.append({
             "notebook": name, "area": h["area"], "status": "ok", "question": h["question"],
-            "key finding": (f"{h['metric']}: {_fmt(h['value'])} {h['unit']} "
-                            f"(95% CI {_fmt(h['ci_low'])}-{_fmt(h['ci_high'])})"),
+            "key finding": f"{h['metric']}: {_fmt(h['value'])} {h['unit']} " + (
+                f"(95% CI {_fmt(h['ci_low'])}-{_fmt(h['ci_high'])})" if h["ci_low"] < h["ci_high"]
+                else "(exact: no sampling error)"),
             "finding": h["finding"], "metric": h["metric"], "value": h["value"], "ci_low": h["ci_low"],
             "ci_high": h["ci_high"], "unit": h["unit"], "figure": h["figure"], "mitigation": h["mitigation"],
             "effect_on": h["effect"]["on"], "baseline": h["effect"]["baseline"],
