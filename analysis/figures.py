@@ -741,7 +741,8 @@ class NotebookOutputs:
         """Write key numbers to ``<paths.results_dir()>/<notebook stem>.json`` atomically, sorted keys.
 
         numpy scalars become plain numbers; NaN/inf and unsupported types are a ValueError naming the key.
-        A "provenance" block (notebook, parameters, seed, data source, data files) is added. Returns None;
+        A "provenance" block (notebook, parameters, seed, data source, data files, git commit and dirty flag)
+        is added. Returns None;
         the file is ``self.results_path``.
         """
         if not isinstance(mapping, Mapping):
@@ -749,6 +750,7 @@ class NotebookOutputs:
         if "provenance" in mapping:
             raise ValueError("results: the key 'provenance' is reserved (it is added automatically)")
         results = to_jsonable(dict(mapping), "results")
-        results["provenance"] = self.provenance()
+        git = self._git_info()  # the commit behind the numbers: notebook 09 checks it against the figures'
+        results["provenance"] = {**self.provenance(), "git_commit": git["commit"], "git_dirty": git["dirty"]}
         path = paths.results_dir() / f"{Path(self.notebook).stem}.json"
         self.results_path = atomic_write_json(path, results)

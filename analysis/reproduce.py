@@ -270,6 +270,29 @@ def validate_parameters(notebooks: Sequence[Path], given: Sequence[tuple[str, An
 
 # ------------------------------------------------------------------------------------- discovery
 
+def runs_last(notebook: Path) -> bool:
+    """True for a notebook that reads the other notebooks' results (its parameters cell declares
+    ``results_dir``, e.g. 09_synthesis): the runner starts it only after every other selected notebook has
+    finished and its results are in ``<out>/results/``, whatever ``--jobs``."""
+    return "results_dir" in notebook_parameters(notebook)
+
+
+def _point_readers_at_this_run(notebooks: Sequence[Path], injected: dict, out_root: Path, quick: bool) -> None:
+    """A notebook that reads the others' results (:func:`runs_last`) reads this run's ``<out>/results``: when
+    that is not its default location (a ``-p`` run, another ``--build-dir``) and no ``results_dir`` was given,
+    it is injected (so the canonical build keeps the notebook's default parameters)."""
+    readers = [nb for nb in notebooks if runs_last(nb) and "results_dir" not in injected[nb]]
+    if not readers:
+        return
+    from analysis.synthesis import results_location
+
+    own = out_root / "results"
+    if own.resolve() != results_location("", quick=quick)[0].resolve():
+        own.mkdir(parents=True, exist_ok=True)
+        for nb in readers:
+            injected[nb]["results_dir"] = str(own)
+
+
 def discover(notebooks_dir: str | os.PathLike | None = None, only: Sequence[str] | str | None = None) -> list[Path]:
     """``NN_*.ipynb`` files in ``notebooks_dir`` sorted by name, filtered by ``only`` patterns.
 
@@ -1053,6 +1076,7 @@ def run(notebooks_dir: str | os.PathLike | None = None, build_dir: str | os.Path
 
     canonical = not quick and not pairs
     out_root = output_root(build_dir, quick, pairs)
+    _point_readers_at_this_run(notebooks, injected, out_root, quick)
     results = [] if results is None else results
     mode = _file_mode()
     report = _Progress(progress)
@@ -1060,12 +1084,16 @@ def run(notebooks_dir: str | os.PathLike | None = None, build_dir: str | os.Path
         remove_stale_temporaries([out_root] + ([paths.COMMITTED_FIGURES] if canonical else []))
         for problem in check_index(paths.COMMITTED_FIGURES if canonical else out_root / "figures"):
             print(f"warning: {problem}; rerun the notebook that makes it", file=sys.stderr)
+        notebooks = sorted(notebooks, key=runs_last)  # stable: readers of the others' results go last
         queue = [_Job(i, nb, injected[nb], out_root / ".staging" / nb.stem) for i, nb in enumerate(notebooks)]
+        last = {job.index for job in queue if runs_last(job.notebook)}
         pending, running, finished = list(queue), [], {}
         next_result = 0
         try:
             while (pending or running) and signals.signum is None:
                 while pending and len(running) < jobs and signals.signum is None:
+                    if pending[0].index in last and (running or finished):
+                        break  # it reads the others' results: start it once they are all moved in place
                     job = pending.pop(0)
                     report.line(f"running {job.notebook.name}")
                     _start(job, kernel_name, notebooks_dir, html)

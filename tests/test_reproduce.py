@@ -316,6 +316,46 @@ def test_parallel_run_gives_the_same_bytes_and_order_as_a_serial_run(tmp_path):
     assert outputs[1] == outputs[2]
 
 
+@pytest.mark.notebook
+def test_a_notebook_reading_the_others_results_runs_after_them_whatever_jobs(tmp_path):
+    """A notebook declaring results_dir (09_synthesis) starts only when the others' results are in place."""
+    nbdir = tmp_path / "notebooks"
+    writer = WRITE_RESULTS_AND_FIGURE.replace(
+        '"cwd": os.getcwd(), "output_dir": os.environ.get("KIT_OUTPUT_DIR", "")', '"n": 1')
+    make_notebook(nbdir / "00_reader.ipynb",
+                  "from pathlib import Path\n"
+                  "run = Path(os.environ['KIT_OUTPUT_DIR']).parents[1]  # <out>/.staging/<notebook>\n"
+                  "assert Path(results_dir) == run / 'results', (results_dir, run)  # this run's results\n"
+                  "found = sorted(p.name for p in Path(results_dir).glob('*.json'))\n"
+                  "assert found == ['01_slow.json', '02_fast.json'], found",
+                  parameters=PARAMETERS + '\nresults_dir: str = ""  # the others\' results')
+    make_notebook(nbdir / "01_slow.ipynb", "import time; time.sleep(3)", writer.format(name="01_slow.ipynb", nn="01"))
+    make_notebook(nbdir / "02_fast.ipynb", writer.format(name="02_fast.ipynb", nn="02"))
+    assert [reproduce.runs_last(p) for p in sorted(nbdir.iterdir())] == [True, False, False]
+    results = reproduce.run(nbdir, tmp_path / "build", parameters=[("seed", "5")], progress=False, html=False,
+                            jobs=3)
+    assert [(r.notebook, r.status) for r in results] == [
+        ("01_slow.ipynb", "ok"), ("02_fast.ipynb", "ok"), ("00_reader.ipynb", "ok")], results[-1].error
+
+
+def test_a_reader_of_results_is_pointed_at_its_run_only_away_from_its_default(tmp_path):
+    reader = make_notebook(tmp_path / "nb" / "09_reader.ipynb", "x = 1",
+                           parameters=PARAMETERS + '\nresults_dir: str = ""  # results to read')
+    other = make_notebook(tmp_path / "nb" / "01_other.ipynb", "x = 1")
+
+    def injected_for(out_root, quick, given=None):
+        injected = {reader: dict(given or {}), other: {}}
+        reproduce._point_readers_at_this_run([other, reader], injected, out_root, quick)
+        return injected
+
+    assert injected_for(paths.BUILD, False) == {reader: {}, other: {}}            # canonical: default kept
+    assert injected_for(paths.BUILD / "quick", True) == {reader: {}, other: {}}   # quick build: its default
+    run = tmp_path / "build" / "runs" / "seed-5"
+    assert injected_for(run, False) == {reader: {"results_dir": str(run / "results")}, other: {}}
+    assert (run / "results").is_dir()
+    assert injected_for(run, False, {"results_dir": "/x"})[reader] == {"results_dir": "/x"}
+
+
 # ------------------------------------------------------------------------ validation before side effects
 
 VALIDATE = """
