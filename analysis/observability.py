@@ -131,30 +131,20 @@ def threshold_alerts(values, threshold: float) -> np.ndarray:
 
 def burn_rate_alerts(bad, total, step_s: float, slo: float,
                      rules=((3600.0, 300.0, 14.4), (21600.0, 1800.0, 6.0))) -> np.ndarray:
-    """Multi-window, multi-burn-rate SLO alert (Google SRE Workbook, ch. 5) from past rows only.
+    """Pages of a multi-window, multi-burn-rate SLO alert (Google SRE Workbook, ch. 5) from past rows only.
 
-    ``bad``/``total``: bad and total events per row; ``slo``: target good fraction (e.g. 0.999). The burn rate
-    over a trailing window is (bad / total) / (1 - slo); a rule ``(long_s, short_s, factor)`` fires when both
-    the long and the short trailing windows burn faster than ``factor``. Page when any rule fires.
+    ``bad``/``total``: bad and total events per row; ``slo``: target good fraction (e.g. 0.999); ``rules``:
+    ``(long_s, short_s, factor)`` page rules. A thin front end of :func:`analysis.alerting.multiwindow_alerts`
+    (the one implementation: windows rounded up to whole rows, a rule fires when both windows burn faster than
+    its factor); returns its "page" series.
     """
-    if not 0 < slo < 1:
-        raise ValueError(f"slo={slo} must be in (0, 1)")
+    from analysis import alerting
+
+    built = tuple(alerting.BurnRateRule(float(lo), float(sh), float(f), min(1.0, f * lo / alerting.SLO_PERIOD_S),
+                                        "page") for lo, sh, f in rules)
     if not step_s > 0:
         raise ValueError(f"step_s={step_s} must be > 0 seconds")
-    b = pd.Series(np.asarray(bad, dtype=float))
-    t = pd.Series(np.asarray(total, dtype=float))
-    budget = 1.0 - slo
-
-    def burn(window_s):
-        k = max(1, int(round(window_s / step_s)))
-        bs, ts = b.rolling(k, min_periods=k).sum(), t.rolling(k, min_periods=k).sum()
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return (bs / ts).fillna(0.0).to_numpy() / budget
-
-    out = np.zeros(len(b), dtype=bool)
-    for long_s, short_s, factor in rules:
-        out |= (burn(long_s) > factor) & (burn(short_s) > factor)
-    return out
+    return alerting.multiwindow_alerts(bad, total, step_s, slo, rules=built)["page"]
 
 
 # ------------------------------------------------------------------------------------------- aggregation
