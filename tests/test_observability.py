@@ -104,3 +104,17 @@ def test_alerts_at_interval_raised_at_bucket_end_and_diluted():
         ob.inject_incidents(x, [10, 12], [5, 5], [2, 2])
     with pytest.raises(ValueError, match="history_s=60"):
         ob.alerts_at_interval(y, 60.0, 900.0, 6.0, history_s=60.0)
+
+
+def test_alerts_at_interval_seasonal_lag_sees_through_a_daily_cycle():
+    rng = np.random.default_rng(6)
+    t = np.arange(4 * 1440)                                        # four days of 1-min rows
+    x = 1000 + 600 * np.sin(2 * np.pi * t / 1440) + rng.normal(0, 5, t.size)
+    y, _ = ob.inject_incidents(x, [3 * 1440 + 300], [30], [0.8])   # -20% for 30 min on day 4
+    level = ob.alerts_at_interval(y, 60.0, 300.0, 5.0, history_s=86400.0)
+    seasonal = ob.alerts_at_interval(y, 60.0, 300.0, 5.0, history_s=86400.0, seasonal_lag_s=86400.0)
+    inside = slice(3 * 1440 + 300, 3 * 1440 + 335)
+    assert seasonal[inside].any() and not level[inside].any()
+    assert not seasonal[:1440].any()                               # no alert without one lag of past
+    with pytest.raises(ValueError, match="seasonal_lag_s=1000"):
+        ob.alerts_at_interval(y, 60.0, 300.0, 5.0, 86400.0, seasonal_lag_s=1000.0)
