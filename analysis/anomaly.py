@@ -8,7 +8,16 @@ fitted on earlier rows only, so NAB's threshold sweep (:mod:`analysis.nab_scorin
   ``history`` rows (loess evaluated on a coarse grid, statsmodels' ``trend_jump``/``low_pass_jump``); the rows up to the next refit are compared with the last trend value plus the seasonal
   value one period earlier; z of each prediction error is robust: its distance to the median of the previous
   ``history`` prediction errors over their interquartile range / 1.349 (a robust standard deviation).
-Rows without enough history get score 0 (they fall in NAB's probation period anyway).
+Rows without enough history get score 0. NAB's probation period (15% of a file, at most 750 rows) covers the
+two-period STL warm-up only in files of at least 2 * period / 0.15 rows (3840 at 5 min); shorter files have
+scored rows before the first fit.
+
+**Calibration across files.** A robust z is not comparable between series: on a heavy-tailed or mostly
+constant series (IQR near 0) ordinary rows reach |z| of 10^2..10^6, so NAB's single corpus-wide threshold either
+floods such files with false positives or misses everything elsewhere (the robust STL detector scored 0.1 on
+NAB v1.1). :func:`rank_calibrate` (``stl_residual_scores(..., calibrate=True)``, the default) replaces each score
+by its empirical rank among the previous ``history`` scores (a streaming empirical p-value), so a threshold means
+the same exceedance rate in every file; ties in rank are broken by the score itself.
 """
 from __future__ import annotations
 
@@ -16,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["z_to_score", "rolling_gaussian_scores", "stl_residual_scores", "stl_prediction_errors", "error_scores",
-           "daily_period"]
+           "daily_period", "rank_calibrate"]
 
 _IQR_TO_SD = 1.349  # interquartile range of a standard normal
 
@@ -69,17 +78,42 @@ def daily_period(timestamps) -> int:
 
 
 def stl_residual_scores(values, period: int, history: int | None = None, refit: int | None = None,
-                        min_history: int | None = None, scale: str = "robust") -> np.ndarray:
+                        min_history: int | None = None, scale: str = "robust", calibrate: bool = True) -> np.ndarray:
     """Scores of the prediction errors of an STL fit on past rows only (period in rows; see module doc).
 
     ``scale``: "robust" (IQR of past errors, the default) or "sd" (their standard deviation); see
-    :func:`error_scores`. Other arguments as :func:`stl_prediction_errors`.
+    :func:`error_scores`. ``calibrate``: rank each score among the previous ``history`` scores
+    (:func:`rank_calibrate`; comparable across series). Other arguments as :func:`stl_prediction_errors`.
     """
     if int(period) != period or period < 1:
         raise ValueError(f"period={period} must be an integer >= 1 row")
     history = int(history or max(4 * int(period), 64))
     err = stl_prediction_errors(values, int(period), history=history, refit=refit, min_history=min_history)
-    return error_scores(err, history=history, scale=scale)
+    s = error_scores(err, history=history, scale=scale)
+    return rank_calibrate(s, history) if calibrate else s
+
+
+def rank_calibrate(scores, history: int, min_periods: int = 30) -> np.ndarray:
+    """Streaming empirical rank of each score among itself and the previous ``history`` scores, in [0, 1).
+
+    Row t gets ``(r - 1 + s_t) / m``, where r is the (average) rank of s_t among the ``m`` values of rows
+    ``t - history .. t`` (r = m for a new maximum) and ``s_t`` in [0, 1) breaks ties within a rank. Under a
+    stationary score distribution, P(score >= 1 - j/m) is about j/m in every series, whatever its tails: one
+    corpus-wide threshold then means one exceedance rate. Scores 0 (no prediction yet) and rows with fewer than
+    ``min_periods`` values stay 0.
+    """
+    if int(history) != history or history < 1:
+        raise ValueError(f"history={history} must be an integer >= 1 row")
+    s = np.asarray(scores, dtype=float)
+    bad = np.flatnonzero(~((s >= 0) & (s < 1)) & ~(s == 1))
+    if bad.size:
+        raise ValueError(f"scores: row {int(bad[0])} is {s[bad[0]]}, outside [0, 1]")
+    roll = pd.Series(s).rolling(int(history) + 1, min_periods=int(min_periods))
+    r, m = roll.rank(method="average").to_numpy(), roll.count().to_numpy()
+    out = np.nan_to_num((r - 1.0 + np.minimum(s, 1 - 1e-12)) / m, nan=0.0)
+    out[s == 0] = 0.0
+    return np.clip(out, 0.0, 1.0)
+
 
 
 def stl_prediction_errors(values, period: int, history: int | None = None, refit: int | None = None,

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["DDSketch", "alert_episodes", "episode_stats", "burn_rate_alerts", "threshold_alerts",
-           "sampled_p99_error", "telemetry_volume", "aggregate_interval"]
+           "sampled_p99_error", "telemetry_volume", "aggregate_interval", "alerts_at_interval", "inject_incidents"]
 
 
 # ------------------------------------------------------------------------------------------------ sketch
@@ -131,30 +131,20 @@ def threshold_alerts(values, threshold: float) -> np.ndarray:
 
 def burn_rate_alerts(bad, total, step_s: float, slo: float,
                      rules=((3600.0, 300.0, 14.4), (21600.0, 1800.0, 6.0))) -> np.ndarray:
-    """Multi-window, multi-burn-rate SLO alert (Google SRE Workbook, ch. 5) from past rows only.
+    """Pages of a multi-window, multi-burn-rate SLO alert (Google SRE Workbook, ch. 5) from past rows only.
 
-    ``bad``/``total``: bad and total events per row; ``slo``: target good fraction (e.g. 0.999). The burn rate
-    over a trailing window is (bad / total) / (1 - slo); a rule ``(long_s, short_s, factor)`` fires when both
-    the long and the short trailing windows burn faster than ``factor``. Page when any rule fires.
+    ``bad``/``total``: bad and total events per row; ``slo``: target good fraction (e.g. 0.999); ``rules``:
+    ``(long_s, short_s, factor)`` page rules. A thin front end of :func:`analysis.alerting.multiwindow_alerts`
+    (the one implementation: windows rounded up to whole rows, a rule fires when both windows burn faster than
+    its factor); returns its "page" series.
     """
-    if not 0 < slo < 1:
-        raise ValueError(f"slo={slo} must be in (0, 1)")
+    from analysis import alerting
+
+    built = tuple(alerting.BurnRateRule(float(lo), float(sh), float(f), min(1.0, f * lo / alerting.SLO_PERIOD_S),
+                                        "page") for lo, sh, f in rules)
     if not step_s > 0:
         raise ValueError(f"step_s={step_s} must be > 0 seconds")
-    b = pd.Series(np.asarray(bad, dtype=float))
-    t = pd.Series(np.asarray(total, dtype=float))
-    budget = 1.0 - slo
-
-    def burn(window_s):
-        k = max(1, int(round(window_s / step_s)))
-        bs, ts = b.rolling(k, min_periods=k).sum(), t.rolling(k, min_periods=k).sum()
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return (bs / ts).fillna(0.0).to_numpy() / budget
-
-    out = np.zeros(len(b), dtype=bool)
-    for long_s, short_s, factor in rules:
-        out |= (burn(long_s) > factor) & (burn(short_s) > factor)
-    return out
+    return alerting.multiwindow_alerts(bad, total, step_s, slo, rules=built)["page"]
 
 
 # ------------------------------------------------------------------------------------------- aggregation
@@ -171,6 +161,64 @@ def aggregate_interval(values, step_s: float, interval_s: float) -> tuple[np.nda
     x = np.asarray(values, dtype=float)
     n = (x.size // k) * k
     return x[:n].reshape(-1, k).mean(axis=1), k
+
+
+def alerts_at_interval(values, step_s: float, interval_s: float, z_threshold: float, history_s: float,
+                       min_history_rows: int = 30, seasonal_lag_s: float | None = None) -> np.ndarray:
+    """Alerts, at the original resolution, of a rolling-Gaussian detector run on ``interval_s`` bucket means.
+
+    The metric is published every ``interval_s`` seconds as the mean of its bucket; the detector compares each
+    bucket with the mean and sd of the previous ``history_s`` seconds of buckets (past only) and pages when
+    |z| > ``z_threshold``. A page on bucket j is raised at its last original row ``(j + 1) k - 1`` (k rows per
+    bucket): the metric is only known when the bucket closes. With ``seasonal_lag_s`` (e.g. 86400 for a daily
+    cycle) the detector scores each bucket's difference to the bucket one lag earlier instead of its level
+    (seasonal differencing; the first lag of buckets gets no alert). Returns a boolean array of ``len(values)``.
+    """
+    from analysis import anomaly
+
+    if not z_threshold > 0:
+        raise ValueError(f"z_threshold={z_threshold} must be > 0")
+    if not history_s >= interval_s:
+        raise ValueError(f"history_s={history_s} must be >= interval_s={interval_s} seconds")
+    x = np.asarray(values, dtype=float)
+    means, k = aggregate_interval(x, step_s, interval_s)
+    if seasonal_lag_s is not None:
+        lag = int(round(seasonal_lag_s / interval_s))
+        if lag < 1 or abs(lag * interval_s - seasonal_lag_s) > 1e-9 * seasonal_lag_s:
+            raise ValueError(f"seasonal_lag_s={seasonal_lag_s} must be a whole multiple of interval_s={interval_s}")
+        diff = np.zeros_like(means)
+        diff[lag:] = means[lag:] - means[:-lag]
+        means = diff
+    window = max(2, int(round(history_s / interval_s)))
+    s = anomaly.rolling_gaussian_scores(means, window=window, min_periods=min(window, max(2, min_history_rows)))
+    z = s / (1.0 - np.minimum(s, 1 - 1e-15))
+    out = np.zeros(x.size, dtype=bool)
+    out[(np.flatnonzero(z > z_threshold) + 1) * k - 1] = True
+    return out
+
+
+def inject_incidents(values, starts, durations, multipliers) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """A copy of ``values`` with rows ``start .. start + duration - 1`` multiplied by ``multiplier`` (rows).
+
+    Returns the new series and the incidents as inclusive ``(first_row, last_row)`` pairs; incidents must not
+    overlap and must lie inside the series.
+    """
+    x = np.asarray(values, dtype=float).copy()
+    if not len(starts) == len(durations) == len(multipliers):
+        raise ValueError(f"starts, durations and multipliers differ in length: {len(starts)}, {len(durations)}, "
+                         f"{len(multipliers)}")
+    taken = np.zeros(x.size, dtype=bool)
+    incidents = []
+    for a, d, m in zip(starts, durations, multipliers):
+        a, d = int(a), int(d)
+        if d < 1 or a < 0 or a + d > x.size:
+            raise ValueError(f"incident at row {a} lasting {d} rows lies outside 0..{x.size - 1}")
+        if taken[a:a + d].any():
+            raise ValueError(f"incident at row {a} overlaps another")
+        taken[a:a + d] = True
+        x[a:a + d] *= float(m)
+        incidents.append((a, a + d - 1))
+    return x, incidents
 
 
 # ----------------------------------------------------------------------------------------------- sampling

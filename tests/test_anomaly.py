@@ -16,6 +16,7 @@ def _series(n=1500, period=96, seed=1):
 @pytest.mark.parametrize("detector", [
     lambda x: an.rolling_gaussian_scores(x, window=96),
     lambda x: an.stl_residual_scores(x, period=96),
+    lambda x: an.stl_residual_scores(x, period=96, calibrate=False),
 ])
 def test_no_look_ahead(detector):
     x = _series()
@@ -64,3 +65,33 @@ def test_stl_scale_choice_and_no_look_ahead_of_sd_scale():
     np.testing.assert_array_equal(an.stl_residual_scores(y, period=96, scale="sd")[:700], sd[:700])
     with pytest.raises(ValueError, match="scale='iqr'"):
         an.stl_residual_scores(x, period=96, scale="iqr")
+
+
+def test_rank_calibration_equalises_exceedance_rates_across_tails():
+    """Robust z of a Gaussian and of a Cauchy-tailed series exceed one threshold at very different rates; after
+    rank calibration one threshold gives about the same rate (1 - threshold) in both (fails uncalibrated)."""
+    rng = np.random.default_rng(11)
+    n, period = 6000, 48
+    t = np.arange(n)
+    base = 10 + 3 * np.sin(2 * np.pi * t / period)
+    series = {"gauss": base + rng.normal(0, 0.3, n), "cauchy": base + 0.3 * rng.standard_cauchy(n)}
+    raw = {k: an.stl_residual_scores(v, period, calibrate=False) for k, v in series.items()}
+    cal = {k: an.stl_residual_scores(v, period) for k, v in series.items()}
+    tail = slice(1000, None)
+    thr = 0.8  # |z| > 4
+    r_raw = {k: np.mean(v[tail] > thr) for k, v in raw.items()}
+    r_cal = {k: np.mean(v[tail] > 0.99) for k, v in cal.items()}
+    assert r_raw["cauchy"] > 20 * r_raw["gauss"]
+    assert 0.5 < r_cal["cauchy"] / r_cal["gauss"] < 2.0
+    assert all(0.004 < r < 0.02 for r in r_cal.values())
+    assert all(np.all((v >= 0) & (v <= 1)) for v in cal.values())
+
+
+def test_rank_calibrate_orders_by_rank_then_score():
+    s = np.array([0.1, 0.2, 0.3, 0.25, 0.9, 0.5])
+    out = an.rank_calibrate(s, history=10, min_periods=1)
+    # row 4 is a new maximum among 5 values: (5 - 1 + 0.9) / 5; row 3 ranks 3rd of 4: (3 - 1 + 0.25) / 4
+    assert out[4] == pytest.approx(4.9 / 5) and out[3] == pytest.approx(2.25 / 4)
+    with pytest.raises(ValueError, match="row 1 is 1.5"):
+        an.rank_calibrate([0.1, 1.5], history=5)
+

@@ -178,7 +178,11 @@ def test_07_runs_on_the_synthetic_nab_corpus_without_real_data(no_real_data, tmp
     assert results["numenta_rescoring"].startswith("skipped") and results["alert_fatigue"].startswith("skipped")
     assert results["aggregation_interval"].startswith("skipped")
     assert "numenta (rescored, swept)" not in results["nab_scores"]
-    assert set(results["nab_scores"]) == {"rolling Gaussian", "STL residual", "STL residual (sd scale)"}
+    assert set(results["nab_scores"]) == {"rolling Gaussian", "STL residual", "STL residual (robust z, uncalibrated)",
+                                          "STL residual (sd scale)"}
+    assert results["slo_burn_rate"]["real"] is False and results["slo_burn_rate"]["data"].startswith("synthetic")
+    assert results["aggregation_interval_1min"].startswith("skipped")
+    assert results["headline"]["figure"] == "fig-07-burn-rate"
     index = figures.load_index(out / "figures")
     assert "fig-07-nab-scoreboard" in index and "fig-07-alert-fatigue" not in index
     for fig_id, entry in index.items():

@@ -83,3 +83,38 @@ def test_telemetry_volume():
     assert v["gb_per_month"] == pytest.approx(50_000 / 60 * 30 * 86400 * 16 / 1e9)
     with pytest.raises(ValueError, match="resolution_s=0"):
         ob.telemetry_volume(1, 1, 1, 0)
+
+
+def test_alerts_at_interval_raised_at_bucket_end_and_diluted():
+    rng = np.random.default_rng(4)
+    x = 100 + rng.normal(0, 1.0, 3000)
+    y, inc = ob.inject_incidents(x, [2000, 2500], [3, 30], [1.2, 1.2])   # +20 (20 sd) for 3 and 30 rows
+    assert inc == [(2000, 2002), (2500, 2529)]
+    a1 = ob.alerts_at_interval(y, 60.0, 60.0, 6.0, history_s=600 * 60.0)
+    a15 = ob.alerts_at_interval(y, 60.0, 900.0, 6.0, history_s=600 * 60.0)
+    assert a1[2000] and a1[2500]                            # 1-min metric: seen in the first minute
+    # 15-min buckets: the 3-min spike is averaged to +4 (bucket sd ~0.26: still visible), raised at the bucket end
+    first15 = np.flatnonzero(a15[2000:2100])
+    assert first15.size and (2000 + first15[0] + 1) % 15 == 0
+    # the future never changes an earlier alert
+    z = y.copy()
+    z[2700:] += 500
+    np.testing.assert_array_equal(ob.alerts_at_interval(z, 60.0, 900.0, 6.0, 600 * 60.0)[:2700], a15[:2700])
+    with pytest.raises(ValueError, match="overlaps"):
+        ob.inject_incidents(x, [10, 12], [5, 5], [2, 2])
+    with pytest.raises(ValueError, match="history_s=60"):
+        ob.alerts_at_interval(y, 60.0, 900.0, 6.0, history_s=60.0)
+
+
+def test_alerts_at_interval_seasonal_lag_sees_through_a_daily_cycle():
+    rng = np.random.default_rng(6)
+    t = np.arange(4 * 1440)                                        # four days of 1-min rows
+    x = 1000 + 600 * np.sin(2 * np.pi * t / 1440) + rng.normal(0, 5, t.size)
+    y, _ = ob.inject_incidents(x, [3 * 1440 + 300], [30], [0.8])   # -20% for 30 min on day 4
+    level = ob.alerts_at_interval(y, 60.0, 300.0, 5.0, history_s=86400.0)
+    seasonal = ob.alerts_at_interval(y, 60.0, 300.0, 5.0, history_s=86400.0, seasonal_lag_s=86400.0)
+    inside = slice(3 * 1440 + 300, 3 * 1440 + 335)
+    assert seasonal[inside].any() and not level[inside].any()
+    assert not seasonal[:1440].any()                               # no alert without one lag of past
+    with pytest.raises(ValueError, match="seasonal_lag_s=1000"):
+        ob.alerts_at_interval(y, 60.0, 300.0, 5.0, 86400.0, seasonal_lag_s=1000.0)
