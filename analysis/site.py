@@ -73,13 +73,17 @@ def _rel(path: Path) -> str:
 
 
 def _make_hint(build_dir: Path, missing: Sequence[str]) -> str:
+    """The command that writes the executed notebooks ``missing`` (all when empty) into ``build_dir``."""
     root = build_dir.resolve()
     if root == paths.BUILD.resolve():
-        only = " ".join(f"--only {Path(name).stem}" for name in missing)
-        return f"make reproduce ARGS='{only}'" if len(missing) < 4 else "make reproduce"
+        if missing and len(missing) < 4:
+            return "make reproduce ARGS='" + " ".join(f"--only {Path(n).stem}" for n in missing) + "'"
+        return "make reproduce"
     if root == (paths.BUILD / "quick").resolve():
         return "make quick"
-    return f"python -m analysis reproduce --build-dir ... (the run that wrote {_rel(root)})"
+    if root.name == "quick":
+        return f"python -m analysis reproduce --quick --build-dir {_rel(root.parent)}"
+    return f"python -m analysis reproduce --build-dir {_rel(root)}"
 
 
 def find_executed(build_dir: Path, notebooks_dir: Path) -> list[Path]:
