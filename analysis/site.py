@@ -265,10 +265,12 @@ nav.kit-nav { padding: 0.6em 0; border-bottom: 1px solid #ddd; margin-bottom: 1e
 nav.kit-nav a { text-decoration: none; }
 table { border-collapse: collapse; width: 100%; font-size: 92%; }
 th, td { border: 1px solid #ddd; padding: 0.35em 0.5em; vertical-align: top; text-align: left;
-         overflow-wrap: anywhere; }
+         overflow-wrap: break-word; }
+td > a > code { white-space: nowrap; }
 th { background: #f4f4f4; }
 td.num { white-space: nowrap; }
-img.thumb { max-width: 260px; height: auto; border: 1px solid #eee; }
+img.thumb { max-width: 100%; height: auto; border: 1px solid #eee; }
+table.gallery { table-layout: fixed; }
 code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 90%; }
 small { color: #555; }
 .note { background: #fff8e1; border-left: 4px solid #f0c040; padding: 0.4em 0.8em; }
@@ -418,7 +420,10 @@ def _gallery(index: Mapping[str, Mapping], links: _Links, copied: Mapping[str, M
              "of its PNG bytes followed by its SVG bytes) and the commit of the code that drew it, e.g. "
              "<em>Cloud scalability kit, figure fig-05-frontier@3f2a9c1d0b7e (commit &lt;git_commit&gt;)</em>."
              "</p>",
-             "<table><thead><tr><th>Figure</th><th>Picture</th><th>Caption</th><th>Notebook</th><th>Data</th>"
+             "<table class=\"gallery\"><colgroup><col style=\"width: 15%\"><col style=\"width: 23%\">"
+             "<col style=\"width: 22%\"><col style=\"width: 10%\"><col style=\"width: 12%\">"
+             "<col style=\"width: 10%\"><col style=\"width: 8%\"></colgroup>"
+             "<thead><tr><th>Figure</th><th>Picture</th><th>Caption</th><th>Notebook</th><th>Data</th>"
              "<th>Commit</th><th>Parameters</th></tr></thead><tbody>"]
     for fig_id in sorted(index):
         entry = index[fig_id]
