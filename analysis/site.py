@@ -321,9 +321,18 @@ def _notebook_exporter():
                                                    "kit_site_notebook.html.j2": NOTEBOOK_TEMPLATE})])
 
 
-def _render_notebook(exporter, nb, title: str, nav: str) -> str:
+_NOTEBOOK_LINK = re.compile(r'href="(?:\./|\.\./notebooks/)?([0-9]{2}_[\w.-]+?)\.ipynb(#[^"]*)?"')
+
+
+def _render_notebook(exporter, nb, title: str, nav: str, stems: Sequence[str]) -> str:
+    """The notebook's page; Markdown links to a sibling notebook (``05_x.ipynb#anchor``) go to its page."""
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}, "kit_nav": nav})
-    return body
+
+    def to_page(match: re.Match) -> str:
+        stem, anchor = match.group(1), match.group(2) or ""
+        return f'href="{stem}.html{anchor}"' if stem in stems else match.group(0)
+
+    return _NOTEBOOK_LINK.sub(to_page, body)
 
 
 def _executed_note(nb) -> str:
@@ -549,7 +558,7 @@ def build_site(build_dir: str | os.PathLike | None = None, target: str | os.Path
         for info in notebooks:
             page = f"notebooks/{info['stem']}.html"
             (staging / page).write_text(
-                _render_notebook(exporter, info["nb"], info["title"], links.nav(1, info["stem"])),
+                _render_notebook(exporter, info["nb"], info["title"], links.nav(1, info["stem"]), links.stems),
                 encoding="utf-8")
             report.pages.append(page)
             if info["results"] is not None:
@@ -573,7 +582,8 @@ def build_site(build_dir: str | os.PathLike | None = None, target: str | os.Path
         report.pages[:0] = ["index.html", "figures.html"]
         problems = check_site(staging)
         if problems:
-            raise ValueError(f"the built site has {len(problems)} problem(s), first: {problems[0]}")
+            raise ValueError(f"the built site has {len(problems)} problem(s) (build/site left as it was): "
+                             + "; ".join(problems[:3]) + ("; ..." if len(problems) > 3 else ""))
         _swap_in(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -37,7 +37,8 @@ def _notebook(path: Path, fig_id: str, caption: str, with_headline: bool) -> Non
                    ", finding=f'mean response {mean_s:.3f} s', value=mean_s, ci_low=mean_s - 0.01, "
                    "ci_high=mean_s + 0.01)}")
     nb.cells = [
-        nbformat.v4.new_markdown_cell(f"# {path.stem[:2]} · Demo {path.stem[3:]}\n\nProse with $\\rho$."),
+        nbformat.v4.new_markdown_cell(f"# {path.stem[:2]} · Demo {path.stem[3:]}\n\nProse with $\\rho$, "
+                                      "see [beta](01_beta.ipynb#fig-01-beta)."),
         nbformat.v4.new_code_cell("import numpy as np\nfrom analysis import figures"),
         params,
         nbformat.v4.new_code_cell(
@@ -159,6 +160,7 @@ def test_notebook_pages_fold_code_and_show_outputs_with_navigation(built):
     assert re.search(r"mean 0\.\d{4}", page)  # the printed output is visible
     assert 'href="../index.html">Home</a>' in page and 'href="../notebooks/01_beta.html"' in page
     assert "$\\rho$" in page  # math left as its TeX text (no MathJax from the web)
+    assert 'href="01_beta.html#fig-01-beta"' in page  # a link to a sibling notebook goes to its page
 
 
 def test_home_page_synthesis_table_and_notebooks_without_headline(built):
@@ -231,3 +233,21 @@ def test_missing_executed_notebooks_one_line_with_the_command(tmp_path, monkeypa
     monkeypatch.setattr(paths, "BUILD", run)
     with pytest.raises(site.MissingInputs, match=r"make reproduce ARGS='--only 01_beta'"):
         site.find_executed(run, sources)
+
+
+def test_a_broken_link_fails_the_build_and_keeps_the_previous_site(built, tmp_path):
+    import shutil
+
+    run, report = built
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    executed = copy / "notebooks" / "01_beta.ipynb"
+    nb = nbformat.read(str(executed), as_version=4)
+    nb.cells[0].source += "\n\n![a picture](pictures/missing.png)"
+    nbformat.write(nb, str(executed))
+    before = (copy / "site" / "notebooks" / "01_beta.html").read_bytes()
+    with pytest.raises(ValueError, match=r"notebooks/01_beta\.html: <img src=\"pictures/missing\.png\"> does "
+                                         r"not resolve"):
+        site.build_site(copy, notebooks_dir=run.parents[1] / "notebooks")
+    assert (copy / "site" / "notebooks" / "01_beta.html").read_bytes() == before
+    assert [p.name for p in copy.iterdir() if p.name.startswith(".site")] == []
