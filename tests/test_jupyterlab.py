@@ -101,10 +101,14 @@ def _hard_timeout(seconds: int):
 
 
 def _start_lab(root: Path, port: int, token: str, log) -> subprocess.Popen:
+    from jupyter_core.paths import jupyter_data_dir
+
     env = dict(os.environ)
+    # kernels registered per user (`ipykernel install --user`, the conda route) stay visible ...
+    env["JUPYTER_PATH"] = os.pathsep.join(p for p in (os.environ.get("JUPYTER_PATH"), jupyter_data_dir()) if p)
     for key, sub in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_RUNTIME_DIR", "runtime"),
                      ("JUPYTER_DATA_DIR", "data"), ("IPYTHONDIR", "ipython")):
-        env[key] = str(root.parent / sub)  # no user-level settings read or written
+        env[key] = str(root.parent / sub)  # ... but no user-level settings are read or written
     env.pop(paths.OUTPUT_ENV_VAR, None)
     command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
                f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
