@@ -128,31 +128,45 @@ def _figure_index(figures_dir: Path) -> dict[str, dict]:
 
 # -------------------------------------------------------------------------------------- synthesis
 
+def _normalise_row(row: Mapping[str, Any]) -> dict:
+    """One synthesis row with a nested ``effect`` (09 writes it flat: effect_on, baseline, mitigated,
+    effect_unit) and ``finding`` (09's ``key finding`` when it has no ``finding``)."""
+    row = dict(row)
+    if "effect" not in row and "effect_on" in row:
+        row["effect"] = {"on": row.get("effect_on"), "baseline": row.get("baseline"),
+                         "mitigated": row.get("mitigated"), "unit": row.get("effect_unit", "")}
+    if not row.get("finding") and row.get("key finding"):
+        row["finding"] = row["key finding"]
+    return row
+
+
 def _rows_from_synthesis(data: Any) -> list[dict] | None:
-    """The row list of notebook 09's results: ``table`` / ``rows`` / ``synthesis`` (a list of mappings)."""
+    """The row list of notebook 09's results (``areas``, else ``table`` / ``rows`` / ``synthesis``: a list of
+    mappings, one per problem area), normalised by :func:`_normalise_row`; None when there is none."""
     if not isinstance(data, Mapping):
         return None
-    for key in ("table", "rows", "synthesis"):
+    for key in ("areas", "table", "rows", "synthesis"):
         rows = data.get(key)
         if isinstance(rows, Mapping) and isinstance(rows.get("rows"), list):
             rows = rows["rows"]
         if isinstance(rows, list) and rows and all(isinstance(r, Mapping) for r in rows):
-            return [dict(r) for r in rows]
+            return [_normalise_row(r) for r in rows]
     return None
 
 
 def _ranking_from_synthesis(data: Any) -> tuple[list, str]:
+    """Notebook 09's ranked "where to act first" (``ranking`` / ``where_to_act_first``: a list) and its rule
+    (``ranking_rule``); ``([], "")`` when there is none."""
     if not isinstance(data, Mapping):
         return [], ""
-    for key in ("where_to_act_first", "ranking", "act_first"):
+    for key in ("ranking", "where_to_act_first", "act_first"):
         value = data.get(key)
         rule = ""
         if isinstance(value, Mapping):
             rule = str(value.get("rule", ""))
             value = value.get("rows") or value.get("ranking")
         if isinstance(value, list) and value:
-            rule = rule or str(data.get("ranking_rule", "") or data.get(f"{key}_rule", ""))
-            return value, rule
+            return value, rule or str(data.get("ranking_rule", "") or data.get(f"{key}_rule", ""))
     return [], ""
 
 
@@ -160,7 +174,7 @@ def synthesis_table(results: Mapping[str, Any]) -> tuple[list[dict], list[str], 
     """``(rows, without_headline, source, ranking, ranking_rule)`` for the home page.
 
     ``results`` maps a notebook stem to its results JSON (None when the file is absent). The rows come
-    from notebook 09's results (``09_synthesis``: its ``table``/``rows`` list) when present, else from
+    from notebook 09's results (``09_synthesis``: its ``areas`` list) when present, else from
     each notebook's ``headline`` block, with the notebook's stem added; ``without_headline`` names the
     notebooks (other than 09) whose results have no headline block (or no results file).
     """
@@ -192,6 +206,8 @@ def _e(value: Any) -> str:
 
 
 def _num(value: Any) -> str:
+    if value is None:
+        return ""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return _e(value)
     if isinstance(value, int):
@@ -206,7 +222,7 @@ def _with_unit(value: Any, unit: str) -> str:
 
 def _value_cell(row: Mapping[str, Any]) -> str:
     """'0.123 s (0.11 to 0.13)', or 'closed form' when the interval is one point."""
-    if "value" not in row:
+    if row.get("value") is None:
         return ""
     unit = str(row.get("unit", "") or "")
     text = _with_unit(row["value"], unit)
@@ -368,9 +384,11 @@ def _home(rows: list[dict], without: list[str], source: str, ranking: list, rule
             target = links.figure(fig, 0)
             fig_cell = (f'<a href="{target}"><code>{_e(fig)}</code></a>' if target else
                         (f"<code>{_e(fig)}</code> <small>(not in the index)</small>" if fig else ""))
-            parts.append(f"<tr><td>{area}</td><td>{_e(row.get('question', ''))}</td>"
-                         f"<td>{_e(row.get('finding', ''))}</td><td class=\"num\">{_value_cell(row)}</td>"
-                         f"<td>{fig_cell}</td><td>{_e(row.get('mitigation', ''))}</td>"
+            status = str(row.get("status") or "ok")
+            finding = _e(row.get("finding") or "") if status == "ok" else f"<em>{_e(status)}</em>"
+            parts.append(f"<tr><td>{area}</td><td>{_e(row.get('question') or '')}</td>"
+                         f"<td>{finding}</td><td class=\"num\">{_value_cell(row)}</td>"
+                         f"<td>{fig_cell}</td><td>{_e(row.get('mitigation') or '')}</td>"
                          f"<td class=\"num\">{_effect_cell(row.get('effect'))}</td></tr>")
         parts.append("</tbody></table>")
     else:
@@ -384,15 +402,7 @@ def _home(rows: list[dict], without: list[str], source: str, ranking: list, rule
         parts.append("<h2 id=\"act-first\">Where to act first</h2>")
         if rule:
             parts.append(f"<p><small>Ranking rule: {_e(rule)}</small></p>")
-        parts.append("<ol>")
-        for item in ranking:
-            if isinstance(item, Mapping):
-                text = "; ".join(f"{_e(k)}: {_effect_cell(v) if k == 'effect' else _num(v)}"
-                                 for k, v in item.items())
-            else:
-                text = _e(item)
-            parts.append(f"<li>{text}</li>")
-        parts.append("</ol>")
+        parts.append(_ranking_table(ranking, links))
     parts.append("<h2 id=\"notebooks\">Notebooks</h2><table><thead><tr><th>Notebook</th><th>Figures</th>"
                   "<th>Results</th><th>Run</th></tr></thead><tbody>")
     for info in notebooks:
@@ -409,6 +419,29 @@ def _home(rows: list[dict], without: list[str], source: str, ranking: list, rule
                      f"<td><small>{note}</small></td></tr>")
     parts.append("</tbody></table>")
     return _page("Cloud scalability kit: report", "\n".join(parts), links.nav(0))
+
+
+def _ranking_table(ranking: list, links: _Links) -> str:
+    """Notebook 09's ranking: a table of its rows' keys in order (area linked to its notebook's page),
+    or a numbered list of plain items."""
+    if not all(isinstance(item, Mapping) for item in ranking):
+        return "<ol>" + "".join(f"<li>{_e(item)}</li>" for item in ranking) + "</ol>"
+    columns: list[str] = []
+    for item in ranking:
+        columns += [k for k in item if k not in columns and k != "notebook"]
+    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
+    body = []
+    for item in ranking:
+        stem = Path(str(item.get("notebook") or "")).stem
+        cells = []
+        for column in columns:
+            value = item.get(column)
+            text = _effect_cell(value) if column == "effect" else _num(value)
+            if column == "area" and stem in links.stems:
+                text = f'<a href="{links.notebook(stem, 0)}">{text}</a>'
+            cells.append(f"<td>{text}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 def _parameters_cell(entry: Mapping[str, Any]) -> str:

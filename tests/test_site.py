@@ -187,14 +187,27 @@ def test_rebuild_replaces_the_site_and_leaves_no_temporaries(built):
 
 
 def test_synthesis_rows_come_from_notebook_09_when_present():
-    rows = [{"notebook": "01_fanout.ipynb", "area": "fan-out", "value": 0.2, "unit": "s"}]
+    """The shape notebook 09 writes: ``areas`` rows (effect flattened, ``key finding``, a status), ``ranking``
+    rows and ``ranking_rule``."""
+    areas = [{"notebook": "01_fanout", "area": "fan-out", "status": "ok", "question": "q?",
+              "key finding": "p99: 0.2 s (95% CI 0.19-0.21)", "value": 0.2, "ci_low": 0.19, "ci_high": 0.21,
+              "unit": "s", "figure": "fig-01-x", "mitigation": "hedge", "effect_on": "latency",
+              "baseline": 0.5, "mitigated": 0.25, "effect_unit": "s", "factor": 2.0},
+             {"notebook": "04_*", "area": "retries", "status": "missing notebook"}]
+    ranking = [{"rank": 1, "area": "fan-out", "notebook": "01_fanout", "effect_on": "latency", "factor": 2.0}]
     results = {"00_a": {"headline": {"area": "a"}}, "01_b": {"x": 1}, "09_synthesis":
-               {"table": rows, "where_to_act_first": [{"area": "fan-out", "effect": 0.5}],
-                "ranking_rule": "largest relative reduction first"}}
-    got, without, source, ranking, rule = site.synthesis_table(results)
-    assert got == rows and without == ["01_b"] and "09_synthesis" in source
-    assert ranking == [{"area": "fan-out", "effect": 0.5}] and rule == "largest relative reduction first"
-    # 09's results without a table: the headline blocks, and the reason is stated
+               {"areas": areas, "ranking": ranking, "ranking_rule": "largest factor first"}}
+    got, without, source, got_ranking, rule = site.synthesis_table(results)
+    assert [r["area"] for r in got] == ["fan-out", "retries"] and without == ["01_b"] and "09_synthesis" in source
+    assert got[0]["effect"] == {"on": "latency", "baseline": 0.5, "mitigated": 0.25, "unit": "s"}
+    assert got[0]["finding"] == "p99: 0.2 s (95% CI 0.19-0.21)"
+    assert got_ranking == ranking and rule == "largest factor first"
+    links = site._Links(["01_fanout"], ["fig-01-x"], {})
+    home = site._home(got, without, source, got_ranking, rule, [], links, "a run", "figures/index.json")
+    assert "latency: 0.5 s &rarr; 0.25 s <small>(-50%)</small>" in home
+    assert "<em>missing notebook</em>" in home and "Ranking rule: largest factor first" in home
+    assert '<td><a href="notebooks/01_fanout.html">fan-out</a></td><td>latency</td><td>2</td>' in home
+    # 09's results without rows: the headline blocks, and the reason is stated
     got, _, source, _, _ = site.synthesis_table({"00_a": {"headline": {"area": "a"}}, "09_synthesis": {}})
     assert got == [{"notebook": "00_a", "area": "a"}] and "has no table" in source
 
