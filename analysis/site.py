@@ -103,7 +103,12 @@ def find_executed(build_dir: Path, notebooks_dir: Path) -> list[Path]:
             what = f"no executed notebooks in {_rel(executed_dir)};"
         else:
             what = f"executed notebook(s) missing from {_rel(executed_dir)}: {', '.join(missing)};"
-        raise MissingInputs(f"{what} run `{_make_hint(build_dir, missing)}` first, then `make report`")
+        also = ""
+        quick = paths.BUILD / "quick" / "notebooks"
+        if len(missing) == len(sources) and build_dir.resolve() == paths.BUILD.resolve() and \
+                any(quick.glob(_EXECUTED_GLOB)):
+            also = " (or report on the quick run: `make report REPORT_ARGS='--build-dir build/quick'`)"
+        raise MissingInputs(f"{what} run `{_make_hint(build_dir, missing)}` first, then `make report`{also}")
     return [executed_dir / src.name for src in sources]
 
 

@@ -264,3 +264,17 @@ def test_a_broken_link_fails_the_build_and_keeps_the_previous_site(built, tmp_pa
         site.build_site(copy, notebooks_dir=run.parents[1] / "notebooks")
     assert (copy / "site" / "notebooks" / "01_beta.html").read_bytes() == before
     assert [p.name for p in copy.iterdir() if p.name.startswith(".site")] == []
+
+
+def test_no_canonical_run_but_a_quick_one_points_at_it(tmp_path, monkeypatch):
+    sources = tmp_path / "notebooks"
+    sources.mkdir()
+    _notebook(sources / "00_alpha.ipynb", "fig-00-alpha", "a", with_headline=False)
+    build = tmp_path / "build"
+    (build / "quick" / "notebooks").mkdir(parents=True)
+    (build / "quick" / "notebooks" / "00_alpha.ipynb").write_text("{}")
+    monkeypatch.setattr(paths, "BUILD", build)
+    with pytest.raises(site.MissingInputs, match=r"^no executed notebooks in .*; run `make reproduce` first, then "
+                                                 r"`make report` \(or report on the quick run: `make report "
+                                                 r"REPORT_ARGS='--build-dir build/quick'`\)$"):
+        site.find_executed(build, sources)
