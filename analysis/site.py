@@ -108,8 +108,8 @@ def find_executed(build_dir: Path, notebooks_dir: Path) -> list[Path]:
         if len(missing) == len(sources) and build_dir.resolve() == paths.BUILD.resolve() and \
                 any(quick.glob(_EXECUTED_GLOB)):
             also = " (or report on the quick run: `make report REPORT_ARGS='--build-dir build/quick'`)"
-        raise MissingInputs(f"{what} run `{_make_hint(build_dir, [] if len(missing) == len(sources) else missing)}` first, "
-                            f"then `make report`{also}")
+        hint = _make_hint(build_dir, [] if len(missing) == len(sources) else missing)
+        raise MissingInputs(f"{what} run `{hint}` first, then `make report`{also}")
     return [executed_dir / src.name for src in sources]
 
 
