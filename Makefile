@@ -21,6 +21,7 @@ ARGS   ?=
 # Notebooks run at once by `reproduce`/`quick` (empty: one per CPU core).
 JOBS   ?=
 PYTEST_ARGS ?=
+REPORT_ARGS ?=
 
 .PHONY: help setup git-filter reproduce quick test lab data synthetic bench clean lock report
 
@@ -77,6 +78,11 @@ synthetic: $(STAMP) ## regenerate the embedded synthetic default under data/synt
 
 bench: $(STAMP) ## run the performance benchmarks (prints tables)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# The static site of the last canonical run (make reproduce first); REPORT_ARGS="--build-dir build/quick" for the
+# quick run. Missing executed notebooks: a one-line error naming them and the command that makes them.
+report: $(STAMP) ## build the static HTML site build/site/ (home, a page per notebook, figure gallery) from the last run
+	@$(BIN)/python -m analysis report $(REPORT_ARGS)
 
 lock: $(STAMP) ## rewrite requirements.lock from the current .venv
 	{ echo '# Exact versions installed by `make` into .venv (Python 3.11, Linux). Regenerate with `make lock`.'; \

@@ -1,4 +1,4 @@
-"""Command line of the kit: ``python -m analysis {reproduce,data,synthetic}`` (see ``--help``)."""
+"""Command line of the kit: ``python -m analysis {reproduce,report,data,synthetic}`` (see ``--help``)."""
 from __future__ import annotations
 
 import argparse
@@ -38,6 +38,23 @@ def build_parser() -> argparse.ArgumentParser:
                      help="notebooks run at once (default: the number of CPU cores)")
     rep.set_defaults(func=_reproduce)
 
+    report = sub.add_parser(
+        "report", help="build the static HTML site build/site/ from the last run's executed notebooks",
+        description="Build a static site (home page with the synthesis table, one page per notebook, a figure "
+                    "gallery) from the executed notebooks in <build-dir>/notebooks/, the results in "
+                    "<build-dir>/results/ and the figure index; it loads nothing from the internet. "
+                    "Exit status: 0 built, 1 inputs missing (the message says which and how to make them).")
+    report.add_argument("--build-dir", default=None, metavar="DIR",
+                        help="the run to report on (default: build/, the canonical run; e.g. build/quick)")
+    report.add_argument("--figures", default=None, metavar="DIR",
+                        help="folder of the figure index (default: <build-dir>/figures when it has an "
+                             "index.json, else figures/)")
+    report.add_argument("--notebooks-dir", default=None, metavar="DIR",
+                        help="source notebooks that must all have executed copies (default: notebooks/)")
+    report.add_argument("-o", "--out", default=None, metavar="DIR",
+                        help="where to write the site (default: <build-dir>/site)")
+    report.set_defaults(func=_report)
+
     data = sub.add_parser("data", help="download the real datasets into data/external and verify sha256",
                           description="Download and verify the registered real datasets "
                                       "(analysis.datasets.fetch).")
@@ -75,6 +92,12 @@ def _reproduce(args) -> int:
     from analysis import reproduce
 
     return reproduce.cli(args)
+
+
+def _report(args) -> int:
+    from analysis import site
+
+    return site.cli(args)
 
 
 def _print_table(table) -> None:

@@ -59,6 +59,19 @@ def test_every_direct_dependency_is_pinned_in_both():
     assert direct - set(conda) == set(), f"direct dependencies not in environment.yml: {direct - set(conda)}"
 
 
+def test_exact_pins_of_optional_dependencies_equal_lock_and_conda():
+    """An optional dependency pinned exactly in pyproject (selenium) has that version in both other files."""
+    import tomllib
+
+    extras = tomllib.loads((paths.ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    exact = {_norm(d.split("==")[0]): d.split("==")[1].strip() for deps in extras.values() for d in deps
+             if "==" in d}
+    assert "selenium" in exact, "pyproject's test extra pins selenium exactly (tests/test_jupyterlab.py)"
+    lock, conda = _lock(), _conda()
+    differ = {k: (v, lock.get(k), conda.get(k)) for k, v in exact.items() if not v == lock.get(k) == conda.get(k)}
+    assert not differ, f"pyproject vs requirements.lock vs environment.yml: {differ}"
+
+
 def test_installed_versions_match_lock():
     """The running environment is the locked one (a stale .venv is caught here)."""
     lock = _lock()
