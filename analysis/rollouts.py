@@ -98,20 +98,21 @@ def binomial_interval(successes: int, trials: int, confidence: float = 0.99) -> 
     return lo, hi
 
 
-def rollout_exposure(n: int, arrival_rate: float, canary_fraction: float, *, servers: int,
-                     bake_s: float | None = None) -> dict:
-    """Requests served by a bad release before the test has its ``n`` samples, and extra server-seconds.
+def rollout_comparison(n: int, arrival_rate: float, canary_fraction: float, *, servers: int,
+                       bake_s: float) -> dict:
+    """Time, share of users exposed and extra server-seconds until a bad release has served the ``n``
+    requests the test needs.
 
-    canary: ``canary_fraction`` of traffic until n canary requests (duration :func:`canary_duration`), on one
-    extra share of the fleet (servers x fraction). blue/green: all traffic switches to green, which reaches n
-    requests in n / arrival_rate s, but both fleets (2 x ``servers``) run for ``bake_s`` s (default: the
-    canary's duration, so that both watch for the same time).
+    canary: ``canary_fraction`` of the traffic goes to the new version, so n requests take
+    :func:`canary_duration` s, with ``canary_fraction`` x ``servers`` extra servers meanwhile. blue/green: all
+    traffic switches to the new fleet, n requests take n / arrival_rate s, every user is exposed, and the old
+    fleet (``servers``) is kept for ``bake_s`` s for an instant switch back. Both expose n requests before the
+    verdict; they differ in who is exposed at once and in what the safety net costs.
     """
     lam = checks.positive("arrival_rate", arrival_rate)
     c = checks.integer("servers", servers)
     t_canary = canary_duration(n, lam, canary_fraction)
-    bake = t_canary if bake_s is None else checks.nonnegative("bake_s", bake_s)
-    t_bg = n / lam
-    return {"canary_s": t_canary, "canary_exposed": float(n), "canary_extra_server_s": c * canary_fraction * t_canary,
-            "bluegreen_detect_s": t_bg, "bluegreen_exposed": float(n),
-            "bluegreen_exposed_during_bake": lam * bake, "bluegreen_extra_server_s": c * bake}
+    bake = checks.nonnegative("bake_s", bake_s)
+    return {"canary_s": t_canary, "canary_users_exposed": canary_fraction,
+            "canary_extra_server_s": c * canary_fraction * t_canary,
+            "bluegreen_s": n / lam, "bluegreen_users_exposed": 1.0, "bluegreen_extra_server_s": c * bake}
