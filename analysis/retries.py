@@ -174,6 +174,24 @@ class RetryRun:
                 "queue": float(w.queue.mean()), "queue_end": float(w.queue.iloc[-1]) if len(w) else math.nan,
                 "amplification": float(w.attempts.mean()) / offered if offered else math.nan}
 
+    def backlog_at(self, time: float) -> float:
+        """Attempts present (waiting or in service) at the end of the bin that contains ``time``."""
+        t = self.timeline
+        i = int(np.searchsorted(t.time.to_numpy(), time, side="right")) - 1
+        return float(t.queue.iloc[max(i, 0)])
+
+    def recovery_time(self) -> float:
+        """Seconds from the trigger's end until the backlog first falls to what the servers finish within
+        the timeout (servers x service_rate x timeout attempts), when attempts start succeeding again; measured
+        at bin ends, ``math.inf`` if it never does within the run."""
+        p = self.params
+        edge = p["servers"] * p["service_rate"] * p["timeout"]
+        t = self.timeline
+        ends = t.time.to_numpy() + p["bin_s"]
+        after = ends >= p["trigger_end"]
+        hit = np.flatnonzero(after & (t.queue.to_numpy() <= edge))
+        return float(ends[hit[0]] - p["trigger_end"]) if len(hit) else math.inf
+
     def recovered(self, tolerance: float = 0.9) -> bool:
         """Whether the last quarter after the trigger has goodput >= ``tolerance`` x offered load."""
         p = self.params
@@ -349,6 +367,28 @@ def metastable_threshold(service_rate: float, servers: int, max_retries: int) ->
     c = checks.integer("servers", servers)
     R = checks.integer("max_retries", max_retries, minimum=0)
     return c * mu / (1 + R)
+
+
+def fluid_recovery_time(backlog: float, arrival_rate: float, service_rate: float, servers: int, *,
+                        timeout: float, max_retries: int) -> float:
+    """Seconds after the trigger until a retrying population's ``backlog`` (attempts present) falls to c mu T,
+    what the servers finish within the timeout, so that attempts succeed again; ``math.inf`` if it never does.
+
+    Fluid model: while the backlog exceeds c mu T every attempt fails, each request makes 1 + R attempts,
+    arrivals are lam (1 + R) and the backlog changes at lam (1 + R) - c mu: it drains only below the
+    threshold of :func:`metastable_threshold`.
+    """
+    b = checks.nonnegative("backlog", backlog)
+    lam = checks.positive("arrival_rate", arrival_rate)
+    mu = checks.positive("service_rate", service_rate)
+    c = checks.integer("servers", servers)
+    T = check_timeout(timeout)
+    R = checks.integer("max_retries", max_retries, minimum=0)
+    edge = c * mu * T
+    if b <= edge:
+        return 0.0
+    rate = c * mu - lam * (1 + R)
+    return (b - edge) / rate if rate > 0 else math.inf
 
 
 # ================================================================================================ amplification

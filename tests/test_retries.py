@@ -166,3 +166,22 @@ def test_bad_parameters_get_a_one_line_error(call, name, value):
         call()
     msg = str(info.value)
     assert "\n" not in msg and name in msg and value in msg
+
+
+@pytest.mark.parametrize("lam, retries, timeout", [(12.0, 1, 1.0), (20.0, 0, 1.0), (30.0, 0, 1.0), (16.0, 1, 0.5)])
+def test_fluid_model_predicts_the_simulated_recovery_time(lam, retries, timeout):
+    r = rt.simulate_retries(lam, 10.0, 4, timeout=timeout, max_retries=retries, horizon=400.0, trigger_start=60.0,
+                            trigger_end=80.0, spike=60.0 / lam, bin_s=1.0, seed=11)
+    backlog = r.backlog_at(80.0 - 1e-9)
+    fluid = rt.fluid_recovery_time(backlog, lam, 10.0, 4, timeout=timeout, max_retries=retries)
+    measured = r.recovery_time()
+    assert math.isfinite(measured) and backlog > 4 * 10.0 * timeout
+    assert measured == pytest.approx(fluid, rel=0.2, abs=3.0)
+
+
+def test_fluid_model_never_recovers_above_the_threshold():
+    assert rt.fluid_recovery_time(1000.0, 12.0, 10.0, 4, timeout=1.0, max_retries=3) == math.inf   # 48 > 40
+    assert rt.fluid_recovery_time(30.0, 12.0, 10.0, 4, timeout=1.0, max_retries=3) == 0.0          # below c mu T
+    r = rt.simulate_retries(12.0, 10.0, 4, timeout=1.0, max_retries=3, horizon=300.0, trigger_start=60.0,
+                            trigger_end=80.0, spike=5.0, seed=2)
+    assert r.recovery_time() == math.inf
