@@ -157,7 +157,9 @@ class RetryRun:
     ``attempts`` (attempts/s arriving at the server), ``goodput`` (requests/s completed within the timeout),
     ``queue`` (attempts present at the bin end, waiting or in service), ``wasted`` (services of attempts whose
     client had given up, per s). ``requests``: per new request ``arrival``, ``attempts``, ``success`` (bool),
-    ``done`` (success or give-up time, s; NaN when still pending at the horizon). ``params``: the inputs.
+    ``done`` (success or give-up time, s; NaN when still pending at the horizon). ``params``: the inputs, and
+    per attempt in processing order ``attempt_response`` (departure - arrival, s; a shed attempt departs when
+    dropped), ``attempt_wait`` (s before service or drop) and ``attempt_ok`` (finished within the timeout).
     """
 
     timeline: pd.DataFrame
@@ -256,6 +258,7 @@ def simulate_retries(arrival_rate: float, service_rate: float, servers: int, *, 
     heapq.heapify(free)
     events: list = []                    # (time, kind, request, n_failures, previous_sleep, tokens_held)
     att_arrival, att_leave, att_ok = [], [], []   # per attempt: arrival, departure from the server, useful
+    att_wait = []
     req_attempts = np.zeros(n_new, dtype=np.int64)
     req_done = np.full(n_new, np.nan)
     req_success = np.zeros(n_new, dtype=bool)
@@ -282,6 +285,7 @@ def simulate_retries(arrival_rate: float, service_rate: float, servers: int, *, 
             if start < t:
                 start = t
             waited = start - t
+            att_wait.append(waited)
             if waited > shed_wait:
                 push(free, start)          # dropped at dequeue: the server stays free
                 att_arrival.append(t)
@@ -353,7 +357,8 @@ def simulate_retries(arrival_rate: float, service_rate: float, servers: int, *, 
     params = dict(arrival_rate=lam, service_rate=mu, servers=c, timeout=timeout, max_retries=R, backoff=backoff,
                   base=base, cap=cap, budget=None if budget is None else budget.capacity, shed_wait=shed_wait,
                   horizon=horizon, trigger_start=t0, trigger_end=t1, spike=spike, slowdown=slowdown, bin_s=bin_s,
-                  seed=seed, attempt_response=(leave - arr), attempt_ok=np.asarray(att_ok, dtype=bool))
+                  seed=seed, attempt_response=(leave - arr), attempt_wait=np.asarray(att_wait),
+                  attempt_ok=np.asarray(att_ok, dtype=bool))
     return RetryRun(timeline, requests, params)
 
 

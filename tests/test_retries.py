@@ -83,17 +83,18 @@ def test_aws_defaults():
 # ------------------------------------------------------------------------------------------------ simulation
 def test_retries_off_matches_mmc_closed_forms():
     lam, mu, c, T = 30.0, 10.0, 4, 0.3
-    means, tails = [], []
+    means, tails, waits = [], [], []
     for s in range(8):
         r = rt.simulate_retries(lam, mu, c, timeout=T, horizon=1200.0, trigger_start=0, trigger_end=0, seed=s)
         keep = r.requests.arrival.to_numpy() > 60.0
         resp = r.params["attempt_response"][keep]
         means.append(resp.mean())
         tails.append((resp > T).mean())
+        waits.append((r.params["attempt_wait"][keep] > 0).mean())
         assert r.requests.attempts.max() == 1
     exact = theory.mmc_metrics(lam, mu, c)["mean_response"]
     tail = theory.mmc_response_survival(lam, mu, c, T)
-    for est, ref in ((means, exact), (tails, tail)):
+    for est, ref in ((means, exact), (tails, tail), (waits, theory.erlang_c(lam, mu, c))):
         m, se = np.mean(est), np.std(est, ddof=1) / math.sqrt(len(est))
         assert abs(m - ref) < 4 * se + 1e-9, (m, se, ref)
 
