@@ -183,3 +183,19 @@ def test_bad_parameters_get_a_one_line_error():
         with pytest.raises(ValueError) as info:
             call()
         assert name in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name, value, expected", [
+    ("timeout_s", "-1", "timeout_s must be > 0, got -1"),
+    ("budget_tokens", "-5", "budget_tokens must be >= 0, got -5"),
+    ("backoff", "jittery", "backoff kind must be one of none, exponential, full, equal, decorrelated, got 'jittery'"),
+    ("dependency_timeout_s", "0", "dependency_timeout_s must be > 0, got 0"),
+])
+def test_notebook_04_validate_cell_rejects_bad_parameters(name, value, expected):
+    from analysis import reproduce
+
+    nb = paths.NOTEBOOKS / "04_dependencies_resilience.ipynb"
+    given = reproduce.validate_parameters([nb], [(name, value)])
+    with pytest.raises(Exception) as info:
+        reproduce.preflight([nb], given)
+    assert expected in str(info.value) and "\n" not in str(info.value).strip()
