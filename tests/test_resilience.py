@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from analysis import datasets, paths
@@ -21,20 +22,14 @@ def test_calibration_recovers_the_synthetic_episode():
 
 
 def test_calibration_uses_the_labelled_points_and_the_week_before():
-    idx = pd_index(400)
+    idx = pd.date_range("2018-01-01", periods=400, freq="h", tz="UTC")
     values = np.full(400, 10.0)
     values[100] = 500.0                            # an unlabelled spike is ignored when labels are given
     values[300] = 80.0
-    import pandas as pd
     s = pd.Series(values, index=idx)
     cal = rs.calibrate_episode(s, anomalies=idx[[300]])
     assert cal["factor"] == pytest.approx(8.0) and cal["peak_time"] == idx[300]
     assert rs.calibrate_episode(s)["factor"] == pytest.approx(50.0)
-
-
-def pd_index(n):
-    import pandas as pd
-    return pd.date_range("2018-01-01", periods=n, freq="h", tz="UTC")
 
 
 def test_latency_episode_from_the_real_series_when_present():
@@ -51,11 +46,9 @@ def test_named_data_dir_without_the_series_is_an_error(tmp_path):
         rs.latency_episode(str(tmp_path))
 
 
-def test_synthetic_fallback_is_named_synthetic(monkeypatch, tmp_path):
+def test_synthetic_fallback_is_named_synthetic(monkeypatch):
     monkeypatch.delenv(paths.DATA_ENV_VAR, raising=False)
-    monkeypatch.setattr(rs, "DEPENDENCY_DATASET", rs.DEPENDENCY_DATASET)
-    import analysis.datasets as ds
-    monkeypatch.setattr(ds, "locate", lambda name, data_dir="": None)
+    monkeypatch.setattr(datasets, "locate", lambda name, data_dir="": None)   # the default lookup found nothing
     ep = rs.latency_episode("")
     assert not ep.is_real and ep.label.startswith("synthetic") and ep.factor > 5
 
