@@ -326,6 +326,12 @@ def hybrid_windows(idle, valid=None, *, range_s: float = HISTOGRAM_RANGE_S, bin_
     if np.any(g[v] < 0) or not np.all(np.isfinite(g[v])):
         raise ValueError("idle times must be finite and >= 0 s")
     n, m = g.shape
+    # applications in decreasing order of their last real period, so those still learning at period j
+    # are a prefix of the rows (windows of periods after an application's last one stay the default)
+    last = np.where(v.any(axis=1), m - np.argmax(v[:, ::-1], axis=1), 0)
+    order = np.argsort(-last, kind="stable")
+    g, v = g[order], v[order]
+    neg_last = -last[order]
     # two-level histogram (blocks of w bins) so a quantile costs O(sqrt(bins)) per application
     w = max(1, int(math.ceil(math.sqrt(bins))))
     nblocks = -(-bins // w)
@@ -338,8 +344,6 @@ def hybrid_windows(idle, valid=None, *, range_s: float = HISTOGRAM_RANGE_S, bin_
     head = np.zeros((n, m))
     tail = np.full((n, m), float(range_s))
     mode = np.ones((n, m), dtype=np.int8)
-    rows = np.arange(n)
-
     def quantile_bin(idx, q):
         # first bin whose cumulative count reaches q x (in-range count)
         target = q * in_range[idx] - 1e-9
@@ -351,16 +355,19 @@ def hybrid_windows(idle, valid=None, *, range_s: float = HISTOGRAM_RANGE_S, bin_
         return k * w + kk
 
     for j in range(m):
-        total = in_range + oob
+        k = int(np.searchsorted(neg_last, -j, side="left"))   # applications with a period >= j to come
+        if k == 0:
+            break
+        total = in_range[:k] + oob[:k]
         seen = total > 0
         # forecast branch: too many idle times beyond the range
-        f_mode = seen & (oob > 0) & (oob >= oob_threshold * total)
+        f_mode = seen & (oob[:k] > 0) & (oob[:k] >= oob_threshold * total)
         # histogram branch: representative iff the CV of the bin counts reaches the threshold
-        mean = in_range / bins
-        var = np.maximum(sumsq / bins - mean ** 2, 0.0)
+        mean = in_range[:k] / bins
+        var = np.maximum(sumsq[:k] / bins - mean ** 2, 0.0)
         with np.errstate(divide="ignore", invalid="ignore"):
             cv = np.where(mean > 0, np.sqrt(var) / mean, 0.0)
-        h_mode = seen & ~f_mode & (in_range > 0) & (cv >= cv_threshold)
+        h_mode = seen & ~f_mode & (in_range[:k] > 0) & (cv >= cv_threshold)
         if h_mode.any():
             idx = np.flatnonzero(h_mode)
             head[idx, j] = quantile_bin(idx, head_q) * bin_s * (1 - margin)
@@ -372,21 +379,24 @@ def hybrid_windows(idle, valid=None, *, range_s: float = HISTOGRAM_RANGE_S, bin_
             tail[idx, j] = level[idx] * (1 + forecast_margin)
             mode[idx, j] = 2
         # learn period j
-        act = v[:, j]
+        act = v[:k, j]
         if act.any():
-            x = g[:, j]
+            x = g[:k, j]
             inr = act & (x < range_s)
-            r = rows[inr]
-            bb = np.floor(x[inr] / bin_s).astype(np.int64)
+            r = np.flatnonzero(inr)
+            bb = np.floor(x[r] / bin_s).astype(np.int64)
             sumsq[r] += 2 * hist[r, bb] + 1
             hist[r, bb] += 1
             block[r, bb // w] += 1
-            in_range[inr] += 1
-            oob[act & ~inr] += 1
-            first = act & ~seen
+            in_range[r] += 1
+            oob[np.flatnonzero(act & ~inr)] += 1
+            first = np.flatnonzero(act & ~seen)
             level[first] = x[first]
-            upd = act & seen
+            upd = np.flatnonzero(act & seen)
             level[upd] = smoothing * x[upd] + (1 - smoothing) * level[upd]
+    back = np.empty_like(order)
+    back[order] = np.arange(n)
+    head, tail, mode = head[back], tail[back], mode[back]
     if one:
         return HybridWindows(head[0], tail[0], mode[0])
     return HybridWindows(head, tail, mode)
@@ -449,3 +459,31 @@ def pareto_front(x, y) -> np.ndarray:
         better = (x <= x[i]) & (y <= y[i]) & ((x < x[i]) | (y < y[i]))
         keep[i] = not better.any()
     return keep
+
+
+def cold_at_equal_memory(fixed_waste, fixed_cold, waste) -> float:
+    """Cold-start percentage of the fixed policy at wasted memory ``waste``, linear between the fixed
+    keep-alives' (waste, cold) points; NaN outside their waste range (no extrapolation)."""
+    w = np.asarray(fixed_waste, dtype=float)
+    c = np.asarray(fixed_cold, dtype=float)
+    if w.shape != c.shape or w.ndim != 1 or w.size < 2:
+        raise ValueError(f"fixed_waste and fixed_cold must be one-dimensional with >= 2 points, got {w.shape} and {c.shape}")
+    order = np.argsort(w)
+    w, c = w[order], c[order]
+    waste = checks.real("waste", waste)
+    if not w[0] <= waste <= w[-1]:
+        return math.nan
+    return float(np.interp(waste, w, c))
+
+
+def t_interval(values, confidence: float = 0.95, low: float = -math.inf, high: float = math.inf) -> tuple[float, float, float]:
+    """(mean, low, high): the t-interval of the mean of replications, clipped to the quantity's range
+    [low, high] (a percentage: 0 and 100)."""
+    from scipy.special import stdtrit    # the t quantile without importing scipy.stats
+    v = np.asarray(values, dtype=float)
+    if v.ndim != 1 or v.size < 2:
+        raise ValueError(f"values must hold >= 2 replications, got shape {v.shape}")
+    q = float(stdtrit(v.size - 1, 0.5 + checks.open_unit("confidence", confidence) / 2))
+    mean = float(v.mean())
+    half = q * float(v.std(ddof=1)) / math.sqrt(v.size)
+    return mean, max(low, mean - half), min(high, mean + half)

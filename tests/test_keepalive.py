@@ -205,3 +205,23 @@ def test_pareto_front():
 def test_bad_parameters_name_the_culprit(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_cold_at_equal_memory_interpolates_the_fixed_frontier():
+    waste, cold = [1.5, 1.0, 2.0], [50.0, 90.0, 40.0]        # unsorted on purpose
+    assert ka.cold_at_equal_memory(waste, cold, 1.25) == pytest.approx(70.0)
+    assert ka.cold_at_equal_memory(waste, cold, 2.0) == pytest.approx(40.0)
+    assert math.isnan(ka.cold_at_equal_memory(waste, cold, 2.5))      # no extrapolation
+    with pytest.raises(ValueError, match="fixed_waste"):
+        ka.cold_at_equal_memory([1.0], [2.0], 1.0)
+
+
+def test_t_interval_against_scipy_and_clipping():
+    from scipy import stats
+    v = np.array([38.0, 41.5, 40.2, 36.9, 42.3])
+    mean, lo, hi = ka.t_interval(v)
+    ref = stats.t.interval(0.95, v.size - 1, loc=v.mean(), scale=stats.sem(v))
+    assert (lo, hi) == pytest.approx(ref) and mean == pytest.approx(v.mean())
+    assert ka.t_interval([1.0, 99.0], low=0, high=100)[1:] == (0, 100)
+    with pytest.raises(ValueError, match="replications"):
+        ka.t_interval([1.0])
