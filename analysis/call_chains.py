@@ -12,7 +12,11 @@ and Exp(mu_db - Lambda) at the database, Lambda the total rate of all callers.
 from __future__ import annotations
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize
+
+from analysis._lazy import lazy_module
+
+stats = lazy_module("scipy.stats")    # imported on first use (about 1 CPU-s)
 
 from analysis import checks
 

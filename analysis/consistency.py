@@ -23,7 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import integrate, stats
+from analysis._lazy import lazy_module
+
+integrate = lazy_module("scipy.integrate")  # imported on first use
+stats = lazy_module("scipy.stats")    # imported on first use (about 1 CPU-s)
 
 from . import checks, datasets, paths, workloads
 from .topology import Dist, Exponential, Mixture, as_dist
