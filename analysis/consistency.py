@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import integrate, stats
 
-from . import checks, datasets, paths, workloads
+from . import checks, workloads
 from .topology import Dist, Exponential, Mixture, as_dist
 
 __all__ = [
@@ -358,19 +358,16 @@ def synthetic_query_rate(seed: int = 2018, periods: int = 15840, base_rate: floa
 
 def query_rate_series(data_dir: str = "") -> tuple[pd.Series, str, list]:
     """The MongoDB application request-rate series (dataset ``mongodb-app-rps``, 1-min, taken as
-    requests/s) via the kit's loaders, else :func:`synthetic_query_rate`.
+    requests/s) via ``workloads.demand``: the verified real file, else the committed synthetic default
+    ``data/synthetic/mongodb_query_rate.csv`` (written by ``python -m analysis synthetic`` from
+    :func:`synthetic_query_rate`, seed 2018, checked against ``data/synthetic/SHA256SUMS``).
 
     Returns (series, data_source label, files read). A location the user named (``data_dir`` or
     ``KIT_DATA_DIR``) must hold the file: FileNotFoundError naming the expected path otherwise (the
-    synthetic stand-in serves only the default lookup).
+    synthetic default serves only the default lookup).
     """
-    path = datasets.locate("mongodb-app-rps", data_dir)   # raises for a named location without the file
-    if path is not None:
-        work = workloads.demand("mongodb-app-rps", data_dir)
-        return work.series.astype(float), work.label, list(work.files)
-    label = ("synthetic default: consistency.synthetic_query_rate(seed=2018) (no real MongoDB series found; "
-             f"run `make data` or set {paths.DATA_ENV_VAR})")
-    return synthetic_query_rate(), label, []
+    work = workloads.demand("mongodb-app-rps", data_dir)
+    return work.series.astype(float), work.label, list(work.files)
 
 
 # ============================================================================================ overselling

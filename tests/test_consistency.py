@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from analysis import consistency as c
+from analysis import paths
 from analysis.topology import Deterministic, Exponential, Mixture
 
 from conftest import REAL_DATA, requires_real_data
@@ -214,8 +215,10 @@ def test_query_rate_series_real():
 
 def test_query_rate_series_synthetic_default(no_real_data):
     series, label, files = c.query_rate_series()
-    assert label.startswith("synthetic") and not files
-    assert series.equals(c.synthetic_query_rate())
+    assert label == "synthetic default: data/synthetic/mongodb_query_rate.csv (no real data found)"
+    assert files == [paths.DATA_SYNTHETIC / "mongodb_query_rate.csv"]   # the committed file, not memory
+    expected = c.synthetic_query_rate()
+    assert np.array_equal(series.to_numpy(), expected.to_numpy()) and series.index.equals(expected.index)
 
 
 def test_query_rate_series_named_location_without_file(tmp_path):
