@@ -208,7 +208,8 @@ def test_random_lag_constant_limit():
 
 @pytest.mark.parametrize("rates", [[20.0, 12.0, 8.0], [10.0, 10.0], [3.0, 1.0]])
 def test_exponential_lag_closed_form_equals_integral_over_the_lag(rates):
-    """The Laplace-transform closed form against quadrature of the constant-lag form over the lag."""
+    """The Laplace-transform closed form against quadrature of the constant-lag P(oversell) over the lag
+    (and the mean, linear in the lag, against mean lag x the constant-lag mean at 1 s)."""
     lag = Exponential(0.1)
     exact = c.oversell_exponential_lag(rates, 0.1)
     integral = c.oversell_closed_form(rates, lag)
