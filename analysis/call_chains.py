@@ -8,8 +8,19 @@ mu - lambda) for identical stations, hypoexponential in general. Several service
 call one shared database (feed-forward Jackson network, an overtake-free path) give each
 caller's requests the sum of two independent exponentials: Exp(mu_s - lambda_s) at the caller
 and Exp(mu_db - Lambda) at the database, Lambda the total rate of all callers.
+
+General service distributions (any Dist of analysis.topology: Lognormal, Mixture, ...): a FIFO
+station's input stays Poisson only behind exponential single-server stations (Burke), so a closed
+form holds for the mean when every station before the non-exponential one is M/M/1: that station
+is M/G/1 and its mean response is Pollaczek-Khinchine's, E[S] + lambda E[S^2] / (2 (1 - rho)).
+:func:`chain_mean_response` (exponential stations, the last any distribution) and
+:func:`shared_database_mean_response` (exponential callers, a database of any service distribution)
+give it; quantiles and every other case come from the exact recursion engine
+(``run_trials(..., path="auto")``, Lindley per FIFO station), which handles any service distribution.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from scipy import optimize
@@ -18,10 +29,12 @@ from analysis._lazy import lazy_module
 
 stats = lazy_module("scipy.stats")    # imported on first use (about 1 CPU-s)
 
-from analysis import checks
+from analysis import checks, theory
+from analysis.topology import Dist, Exponential
 
 __all__ = ["hypoexponential_survival", "hypoexponential_quantile", "chain_response",
-           "shared_database_response"]
+           "shared_database_response", "mg1_mean_response", "chain_mean_response",
+           "shared_database_mean_response"]
 
 
 def _rates(name: str, rates) -> np.ndarray:
@@ -99,3 +112,61 @@ def shared_database_response(caller_rate, caller_service_rate, callers, database
         q = checks.open_unit("quantile", q)
         out[f"p{q * 100:g}_response"] = hypoexponential_quantile([a, b], q)
     return out
+
+
+# ------------------------------------------------------------------ general service distributions
+def _service(what: str, dist) -> Dist:
+    if not isinstance(dist, Dist):
+        raise ValueError(f"{what}={dist!r}: must be a service-time distribution of analysis.topology "
+                         "(e.g. Exponential(0.01), Lognormal(0.01, scv=4.0))")
+    if not math.isfinite(dist.mean) or not math.isfinite(dist.scv):
+        raise ValueError(f"{what}={dist!r}: needs a finite mean and variance (mean {dist.mean:g} s, "
+                         f"SCV {dist.scv:g})")
+    return dist
+
+
+def mg1_mean_response(arrival_rate, service) -> float:
+    """Pollaczek-Khinchine mean response (s) of one FIFO server with Poisson ``arrival_rate``
+    (requests/s) and ``service`` times of any distribution (a Dist; finite variance):
+    E[S] + lambda E[S^2] / (2 (1 - lambda E[S]))."""
+    lam = checks.positive("arrival_rate", arrival_rate)
+    dist = _service("service", service)
+    mu = 1.0 / dist.mean
+    _stable("station", lam, mu)
+    return dist.mean + theory.mg1_mean_wait(lam, mu, service_scv=dist.scv)
+
+
+def chain_mean_response(arrival_rate, services) -> float:
+    """Mean end-to-end response (s) of requests (Poisson, ``arrival_rate`` requests/s) calling the
+    single-server FIFO stations with service distributions ``services`` one after the other. Exact when
+    every station but the last is exponential (Burke: each feeds the next a Poisson stream), the last of
+    any distribution: sum of 1/(mu_i - lambda) plus the last station's Pollaczek-Khinchine mean.
+    Other chains: ValueError (their downstream input is not Poisson; use the recursion engine)."""
+    lam = checks.positive("arrival_rate", arrival_rate)
+    dists = [services] if isinstance(services, Dist) else list(services)
+    if not dists:
+        raise ValueError("services must name at least one station")
+    for i, d in enumerate(dists[:-1]):
+        if not isinstance(_service(f"services[{i}]", d), Exponential):
+            raise ValueError(f"services[{i}]={d!r}: only the last station of the closed form may be "
+                             "non-exponential (behind it the input is no longer Poisson); simulate with "
+                             "run_trials")
+    total = sum(1.0 / _stable(f"station {i}", lam, 1.0 / d.mean) for i, d in enumerate(dists[:-1]))
+    return total + mg1_mean_response(lam, dists[-1])
+
+
+def shared_database_mean_response(caller_rate, caller_service_rate, callers, database_service) -> dict:
+    """Mean response (s) of one caller's requests when ``callers`` identical M/M/1 services (each
+    ``caller_rate`` requests/s, ``caller_service_rate`` per server) call one shared single-server
+    database whose service time has any distribution ``database_service`` (a Dist): the callers'
+    departures are Poisson (Burke), so the database is M/G/1 at the total rate. Returns
+    mean_response, database_mean_response (Pollaczek-Khinchine) and database_utilisation."""
+    lam = checks.positive("caller_rate", caller_rate)
+    mu = checks.positive("caller_service_rate", caller_service_rate)
+    m = checks.integer("callers", callers, 1)
+    dist = _service("database_service", database_service)
+    a = _stable("caller", lam, mu)
+    _stable("database", m * lam, 1.0 / dist.mean)
+    db = mg1_mean_response(m * lam, dist)
+    return {"mean_response": 1.0 / a + db, "database_mean_response": db,
+            "database_utilisation": m * lam * dist.mean}

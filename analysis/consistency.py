@@ -13,7 +13,10 @@ Times in seconds, rates in 1/s (writes/s, orders/s), probabilities in [0, 1].
   :data:`PBS_FITS` and published results :data:`PBS_PUBLISHED`.
 - Overselling: ``stock`` units, Poisson orders per region, every region sees the others' sales
   ``lag_s`` late: :func:`oversell_closed_form` (exact mean and probability) and
-  :func:`simulate_sale` (direct event-by-event simulation of the same sale).
+  :func:`simulate_sale` (direct event-by-event simulation of the same sale). The lag may be a
+  distribution (one draw per sale), e.g. section 1's :func:`replication_lag_distribution`: the
+  numbers are then expectations over the lag (:func:`oversell_exponential_lag`: exact for an
+  exponential lag).
 """
 from __future__ import annotations
 
@@ -28,15 +31,16 @@ from analysis._lazy import lazy_module
 integrate = lazy_module("scipy.integrate")  # imported on first use
 stats = lazy_module("scipy.stats")    # imported on first use (about 1 CPU-s)
 
-from . import checks, datasets, paths, workloads
-from .topology import Dist, Exponential, Mixture, as_dist
+from . import checks, workloads
+from .topology import Deterministic, Dist, Exponential, Mixture, as_dist
 
 __all__ = [
     "Pareto", "pareto_exponential", "WARS", "PBS_FITS", "PBS_PUBLISHED", "QuorumTrials",
     "check_quorum", "quorum_trials", "consistency_probability", "t_visibility", "consistency_closed_form",
     "lag_mean", "lag_quantile", "simulate_lag", "simulate_lag_schedule", "query_rate_series",
     "synthetic_query_rate", "oversell_closed_form", "oversell_probability", "oversell_expected",
-    "simulate_sale", "mitigated_oversell",
+    "simulate_sale", "mitigated_oversell", "oversell_exponential_lag",
+    "replication_lag_distribution",
 ]
 
 
@@ -361,33 +365,63 @@ def synthetic_query_rate(seed: int = 2018, periods: int = 15840, base_rate: floa
 
 def query_rate_series(data_dir: str = "") -> tuple[pd.Series, str, list]:
     """The MongoDB application request-rate series (dataset ``mongodb-app-rps``, 1-min, taken as
-    requests/s) via the kit's loaders, else :func:`synthetic_query_rate`.
+    requests/s) via ``workloads.demand``: the verified real file, else the committed synthetic default
+    ``data/synthetic/mongodb_query_rate.csv`` (written by ``python -m analysis synthetic`` from
+    :func:`synthetic_query_rate`, seed 2018, checked against ``data/synthetic/SHA256SUMS``).
 
     Returns (series, data_source label, files read). A location the user named (``data_dir`` or
     ``KIT_DATA_DIR``) must hold the file: FileNotFoundError naming the expected path otherwise (the
-    synthetic stand-in serves only the default lookup).
+    synthetic default serves only the default lookup).
     """
-    path = datasets.locate("mongodb-app-rps", data_dir)   # raises for a named location without the file
-    if path is not None:
-        work = workloads.demand("mongodb-app-rps", data_dir)
-        return work.series.astype(float), work.label, list(work.files)
-    label = ("synthetic default: consistency.synthetic_query_rate(seed=2018) (no real MongoDB series found; "
-             f"run `make data` or set {paths.DATA_ENV_VAR})")
-    return synthetic_query_rate(), label, []
+    work = workloads.demand("mongodb-app-rps", data_dir)
+    return work.series.astype(float), work.label, list(work.files)
 
 
 # ============================================================================================ overselling
-def _check_sale(region_rates, lag_s) -> tuple[np.ndarray, float]:
+def _check_rates(region_rates) -> np.ndarray:
     rates = np.atleast_1d(np.asarray(region_rates, dtype=float))
     if rates.ndim != 1 or rates.size == 0 or not np.all(np.isfinite(rates)) or np.any(rates <= 0):
         raise ValueError(f"region_rates={checks.show(region_rates)}: must be one or more order rates > 0 "
                          "orders/s (one per region)")
-    return rates, checks.nonnegative("lag_s", lag_s)
+    return rates
 
 
-def oversell_probability(region_rates, lag_s: float) -> float:
+def _check_sale(region_rates, lag_s) -> tuple[np.ndarray, float]:
+    return _check_rates(region_rates), checks.nonnegative("lag_s", lag_s)
+
+
+def _lag_spec(lag_s) -> Dist | float:
+    """A constant lag (number of seconds >= 0) or a lag distribution (a Dist of analysis.topology)."""
+    if isinstance(lag_s, Dist):
+        return lag_s
+    if isinstance(lag_s, (int, float, np.integer, np.floating)) and not isinstance(lag_s, bool):
+        return checks.nonnegative("lag_s", lag_s)
+    raise ValueError(f"lag_s={checks.show(lag_s)}: must be a lag in seconds (>= 0) or a lag distribution "
+                     "(e.g. Exponential(0.25), replication_lag_distribution(write_rate, apply_rate))")
+
+
+def _over_lag(fn, region_rates, lag) -> float:
+    """E[fn(region_rates, L)] over the lag distribution ``lag`` (quadrature over its quantiles)."""
+    if isinstance(lag, Deterministic):
+        return fn(region_rates, lag.mean)
+    val, _ = integrate.quad(lambda u: fn(region_rates, float(lag.ppf(u))), 0.0, 1.0, limit=200,
+                            epsabs=1e-10, epsrel=1e-8)
+    return float(val)
+
+
+def replication_lag_distribution(write_rate: float, apply_rate: float) -> Exponential:
+    """The stationary replication lag of section 1's apply queue (M/M/1 sojourn time):
+    Exponential with rate ``apply_rate - write_rate`` (1/s), mean :func:`lag_mean` (s)."""
+    lam, mu = _check_stable(write_rate, apply_rate)
+    return Exponential(rate=mu - lam)
+
+
+def oversell_probability(region_rates, lag_s) -> float:
     """P(a sale oversells at all) when every region sees the other regions' sales ``lag_s`` s late
     (Poisson orders, ``region_rates`` orders/s); exact for stock large against one lag window's orders.
+    ``lag_s`` may be a lag distribution (a Dist): the sale's lag L is one draw from it (the replication
+    lag when the stock runs out, constant over the lag window that matters) and the result is
+    E[P(oversell | L)], by quadrature (see :func:`oversell_exponential_lag` for the exact exponential case).
 
     Nothing is oversold iff no region sells after the stock-out order (at tau, from region k0): a region
     k != k0 sells any order in (tau, tau + lag) (the stock-out order is unseen), region k0 any order
@@ -395,7 +429,10 @@ def oversell_probability(region_rates, lag_s: float) -> float:
     P(none) = sum_k0 (l/L) e^{-u lag} (e^{-u lag} + u (e^{-l lag} - e^{-u lag}) / (u - l)),
     with l = l_k0, u = L - l_k0.
     """
-    rates, d = _check_sale(region_rates, lag_s)
+    lag = _lag_spec(lag_s)
+    if isinstance(lag, Dist):
+        return _over_lag(oversell_probability, _check_rates(region_rates), lag)
+    rates, d = _check_sale(region_rates, lag)
     if d == 0 or rates.size == 1:
         return 0.0
     total = rates.sum()
@@ -410,8 +447,10 @@ def oversell_probability(region_rates, lag_s: float) -> float:
     return float(1.0 - p_none)
 
 
-def oversell_expected(region_rates, lag_s: float) -> float:
-    """Expected oversold units (same model as :func:`oversell_probability`).
+def oversell_expected(region_rates, lag_s) -> float:
+    """Expected oversold units (same model as :func:`oversell_probability`; ``lag_s`` a number of
+    seconds or a lag distribution, then E over the lag = mean lag x the value at a 1 s lag, since the
+    value is linear in the lag).
 
     Until the true total reaches the stock at tau nothing is oversold (a view never exceeds the truth);
     after tau + lag every view holds the full stock; in between region k accepts its j-th order at
@@ -420,7 +459,10 @@ def oversell_expected(region_rates, lag_s: float) -> float:
     M ~ Poisson((L - l_k)(lag - s)): E = sum_k l_k int_0^lag P(N < M + [k0 != k]) ds (Skellam).
     Numerically this equals lag * sum_k l_k (1 - l_k / L) (tests/test_consistency.py).
     """
-    rates, d = _check_sale(region_rates, lag_s)
+    lag = _lag_spec(lag_s)
+    if isinstance(lag, Dist):   # linear in the lag (see above): E over the lag = E[L] x the value at 1 s
+        return lag.mean * oversell_expected(_check_rates(region_rates), 1.0)
+    rates, d = _check_sale(region_rates, lag)
     if d == 0 or rates.size == 1:
         return 0.0
     total = rates.sum()
@@ -440,28 +482,61 @@ def oversell_expected(region_rates, lag_s: float) -> float:
     return float(expected)
 
 
-def oversell_closed_form(region_rates, lag_s: float) -> dict:
-    """``{"expected_oversold": oversell_expected(...), "p_oversell": oversell_probability(...)}``."""
+def oversell_closed_form(region_rates, lag_s) -> dict:
+    """``{"expected_oversold": oversell_expected(...), "p_oversell": oversell_probability(...)}``;
+    ``lag_s`` a constant lag (s) or a lag distribution (E over one lag draw per sale)."""
     return {"expected_oversold": oversell_expected(region_rates, lag_s),
             "p_oversell": oversell_probability(region_rates, lag_s)}
 
 
-def simulate_sale(stock: int, region_rates, lag_s: float, trials: int = 2000, seed: int = 0) -> np.ndarray:
+def oversell_exponential_lag(region_rates, mean_lag_s: float) -> dict:
+    """Exact oversell numbers when the sale's lag is Exponential with mean ``mean_lag_s`` (s), e.g. the
+    M/M/1 apply-queue lag of :func:`replication_lag_distribution`. P(no oversell | d) is a sum of
+    exponentials in d, so E over L ~ Exponential(theta) is its Laplace transform, E[e^{-cL}] =
+    theta / (theta + c) and E[L e^{-cL}] = theta / (theta + c)^2; the mean oversold is linear in the
+    lag: E[L] * sum_k l_k (1 - l_k / L_total). Returns expected_oversold and p_oversell."""
+    rates = _check_rates(region_rates)
+    mean = checks.positive("mean_lag_s", mean_lag_s)
+    if rates.size == 1:
+        return {"expected_oversold": 0.0, "p_oversell": 0.0}
+    theta, total = 1.0 / mean, rates.sum()
+    def lt(c):
+        return theta / (theta + c)
+    p_none = 0.0
+    for lk in rates:
+        u = total - lk
+        if abs(u - lk) < 1e-12 * total:       # e^{-2ud} (1 + u d)
+            inner = lt(2 * u) + u * theta / (theta + 2 * u) ** 2
+        else:                                 # e^{-2ud} + u (e^{-(u+l)d} - e^{-2ud}) / (u - l)
+            inner = lt(2 * u) + u * (lt(u + lk) - lt(2 * u)) / (u - lk)
+        p_none += (lk / total) * inner
+    return {"expected_oversold": float(mean * np.sum(rates * (1 - rates / total))),
+            "p_oversell": float(1.0 - p_none)}
+
+
+def simulate_sale(stock: int, region_rates, lag_s, trials: int = 2000, seed: int = 0) -> np.ndarray:
     """Direct simulation: oversold units in each of ``trials`` independent sales (an int array).
 
     Orders arrive per region as Poisson streams (``region_rates`` orders/s) from time 0. Region k
     accepts an order at t iff its own sales up to t plus the other regions' sales up to t - ``lag_s``
     are below ``stock``; the sale is over once every view holds the stock. Oversold = sold - stock.
+    ``lag_s``: a constant lag (s) or a lag distribution, one lag drawn per sale (its own seeded stream,
+    so the orders are the same as with a constant lag).
     """
     stock = checks.integer("stock", stock, 1)
-    rates, d = _check_sale(region_rates, lag_s)
+    lag = _lag_spec(lag_s)
+    rates = _check_rates(region_rates)
     trials = checks.integer("trials", trials, 1)
-    rng = np.random.default_rng(checks.integer("seed", seed, 0))
+    seed = checks.integer("seed", seed, 0)
+    rng = np.random.default_rng(seed)
+    lags = (lag.sample(np.random.default_rng([seed, 1]), trials) if isinstance(lag, Dist)
+            else np.full(trials, lag))
     total, k = rates.sum(), rates.size
     p = rates / total
     out = np.empty(trials, dtype=np.int64)
-    batch = int(stock + 4 * total * d + 10 * math.sqrt(stock + total * d) + 20)
     for trial in range(trials):
+        d = float(lags[trial])
+        batch = int(stock + 4 * total * d + 10 * math.sqrt(stock + total * d) + 20)
         times = np.cumsum(rng.exponential(1 / total, batch))
         regions = rng.choice(k, size=batch, p=p)
         sold_times: list[float] = []          # all accepted sales, in time order

@@ -15,7 +15,10 @@ Closed forms (independent leaves, no queueing):
 * ``redundancy_mean_response``: Gardner et al. (Operations Research 2017), Redundancy-d: k
   exponential servers, each request copied to d of them chosen at random, FCFS, the other copies
   cancelled when the first finishes:
-  E[T] = sum_{i=d}^{k} 1 / (k mu C(k-1, d-1) / C(i-1, d-1) - lambda).
+  E[T] = sum_{i=d}^{k} 1 / (k mu C(k-1, d-1) / C(i-1, d-1) - lambda);
+  ``redundancy_markov_mean_response`` solves the same system's Markov chain numerically (truncated),
+  an independent check of the formula (tests/test_tails.py; the paper's own text and tables were not
+  reachable from this kit's sources, so its published numbers are not compared).
 
 With queueing, the hedge's extra work is fed back into the servers: ``simulate_replicas`` is an
 exact event loop over k FCFS single-server queues with hedging after a delay or d copies at once,
@@ -39,7 +42,8 @@ from analysis import checks, theory
 
 __all__ = [
     "leaf_latency", "fanout_quantiles", "sample_fanout", "hedged_survival", "hedged_quantile",
-    "hedge_work", "sample_hedged", "redundancy_mean_response", "ReplicaRun", "simulate_replicas",
+    "hedge_work", "sample_hedged", "redundancy_mean_response", "redundancy_markov_mean_response",
+    "ReplicaRun", "simulate_replicas",
 ]
 
 
@@ -269,6 +273,69 @@ def redundancy_mean_response(arrival_rate, service_rate, servers, copies) -> flo
     top = special.comb(k - 1, d - 1, exact=True)
     return math.fsum(1.0 / (k * mu * top / special.comb(i - 1, d - 1, exact=True) - lam)
                      for i in range(d, k + 1))
+
+
+def redundancy_markov_mean_response(arrival_rate, service_rate, servers, copies, max_jobs) -> dict:
+    """Mean response time (s) of Redundancy-d from its Markov chain, solved numerically: an independent
+    check of :func:`redundancy_mean_response` that uses neither the formula nor the event loop.
+
+    State: the classes (the d-server subsets) of the jobs present in arrival order; a server works on
+    the oldest job that has a copy there (FCFS), so job j leaves at rate ``service_rate`` x the number
+    of servers whose oldest job it is; arrivals of each class at ``arrival_rate`` / C(k, d). The chain
+    is truncated at ``max_jobs`` jobs (arrivals beyond are lost) and solved for its stationary law
+    (sparse BiCGSTAB); mean response = E[jobs] / accepted rate (Little). Returns mean_response (s),
+    p_full (the stationary probability of a full system: the truncation error shrinks with it) and
+    states. C(k, d)^max_jobs states: keep k, d and max_jobs small (e.g. k = 4, d = 2, max_jobs = 7).
+    """
+    from itertools import combinations
+
+    from scipy import sparse
+    from scipy.sparse import linalg as sla
+
+    lam = checks.positive("arrival_rate", arrival_rate)
+    mu = checks.positive("service_rate", service_rate)
+    k = checks.integer("servers", servers, 1)
+    d = checks.integer("copies", copies, 1)
+    if d > k:
+        raise ValueError(f"copies={d} is larger than the number of servers ({k})")
+    n_max = checks.integer("max_jobs", max_jobs, 1)
+    classes = [frozenset(c) for c in combinations(range(k), d)]
+    if len(classes) ** n_max > 2_000_000:
+        raise ValueError(f"max_jobs={n_max}: C({k}, {d})^{n_max} states is too many (at most 2,000,000)")
+    lam_c = lam / len(classes)
+    index, states = {(): 0}, [()]
+    rows, cols, vals = [], [], []
+    i = 0
+    while i < len(states):
+        s = states[i]
+        if len(s) < n_max:
+            for c in range(len(classes)):
+                t = s + (c,)
+                j = index.get(t)
+                if j is None:
+                    j = index[t] = len(states)
+                    states.append(t)
+                rows.append(i), cols.append(j), vals.append(lam_c)
+        rate = {}
+        for server in range(k):
+            for pos, c in enumerate(s):
+                if server in classes[c]:
+                    rate[pos] = rate.get(pos, 0.0) + mu
+                    break
+        for pos, r in rate.items():
+            rows.append(i), cols.append(index[s[:pos] + s[pos + 1:]]), vals.append(r)
+        i += 1
+    n = len(states)
+    q = sparse.csr_matrix((vals, (rows, cols)), shape=(n, n))
+    q = (q - sparse.diags(np.asarray(q.sum(axis=1)).ravel())).T.tocsc()
+    x, info = sla.bicgstab(q[1:, 1:], -q[1:, 0].toarray().ravel(), rtol=1e-13, atol=0.0, maxiter=50_000)
+    if info != 0:   # pragma: no cover - numerical failure
+        raise RuntimeError(f"the Redundancy-d chain did not converge (BiCGSTAB info {info})")
+    pi = np.concatenate([[1.0], x])
+    pi /= pi.sum()
+    jobs = np.fromiter((len(s) for s in states), dtype=float, count=n)
+    p_full = float(pi[jobs == n_max].sum())
+    return {"mean_response": float(pi @ jobs) / (lam * (1.0 - p_full)), "p_full": p_full, "states": n}
 
 
 # --------------------------------------------------------------------------------------------

@@ -55,7 +55,8 @@ from .atomic import atomic_write_text
 __all__ = [
     "TraceReport", "Gap", "Duplicate", "Workload", "Event", "load_trace", "load_frame", "demand",
     "synthetic_demand", "write_synthetic_defaults", "synthetic_checksums", "nab_anomalies", "nab_windows",
-    "DEFAULT_EVENTS", "REGULAR_GRID", "SYNTHETIC_FILE", "SYNTHETIC_DEFAULTS", "POLICIES", "UNITS",
+    "DEFAULT_EVENTS", "REGULAR_GRID", "SYNTHETIC_FILE", "SYNTHETIC_MONGODB_FILE", "SYNTHETIC_DEFAULTS",
+    "POLICIES", "UNITS",
 ]
 
 #: Units a caller can state for ``Value`` (see the module docstring): rate or count per sampling interval.
@@ -574,8 +575,9 @@ def nab_windows(name: str, data_dir: str | os.PathLike | None = "") -> pd.DataFr
 
 # ================================================================================================ demand
 SYNTHETIC_FILE = "ecommerce_demand.csv"
+SYNTHETIC_MONGODB_FILE = "mongodb_query_rate.csv"
 #: Registered dataset -> committed synthetic stand-in (data/synthetic/) used when the real file is absent.
-SYNTHETIC_DEFAULTS = {"ecommerce-api-rps": SYNTHETIC_FILE}
+SYNTHETIC_DEFAULTS = {"ecommerce-api-rps": SYNTHETIC_FILE, "mongodb-app-rps": SYNTHETIC_MONGODB_FILE}
 
 
 @dataclass(frozen=True, eq=False)
@@ -809,18 +811,30 @@ def synthetic_checksums(folder: str | os.PathLike = paths.DATA_SYNTHETIC) -> dic
     return out
 
 
+def _synthetic_frames() -> dict[str, pd.DataFrame]:
+    """File name -> frame (value, label) of every committed synthetic default, default parameters."""
+    from analysis import consistency  # imports this module: import it only when the files are written
+
+    mongo = consistency.synthetic_query_rate()           # seed 2018, 1-min, requests/s, no labelled anomaly
+    return {SYNTHETIC_FILE: synthetic_demand(with_labels=True),
+            SYNTHETIC_MONGODB_FILE: pd.DataFrame({"value": mongo, "label": np.zeros(len(mongo), dtype=int)})}
+
+
 def write_synthetic_defaults(dest: str | os.PathLike = paths.DATA_SYNTHETIC) -> list[Path]:
-    """Regenerate ``ecommerce_demand.csv`` (seed 2017, default parameters) and ``SHA256SUMS`` in ``dest``.
+    """Regenerate the synthetic defaults (``SYNTHETIC_DEFAULTS``: ``ecommerce_demand.csv`` from
+    :func:`synthetic_demand` seed 2017, ``mongodb_query_rate.csv`` from
+    ``consistency.synthetic_query_rate`` seed 2018) and ``SHA256SUMS`` in ``dest``.
 
     This is what ``python -m analysis synthetic`` runs. Writes are atomic and the bytes are identical on
-    every run. Returns the written paths.
+    every run. Returns the written paths (the CSV files in ``SYNTHETIC_DEFAULTS`` order, then SHA256SUMS).
     """
     dest = Path(dest)
-    text = _to_csv(synthetic_demand(with_labels=True))
-    csv_path = atomic_write_text(dest / SYNTHETIC_FILE, text)
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     sums = synthetic_checksums(dest)
-    sums[SYNTHETIC_FILE] = digest
+    written = []
+    for name, frame in _synthetic_frames().items():
+        text = _to_csv(frame)
+        written.append(atomic_write_text(dest / name, text))
+        sums[name] = hashlib.sha256(text.encode("utf-8")).hexdigest()
     sums_path = atomic_write_text(dest / "SHA256SUMS",
                                   "".join(f"{h}  {f}\n" for f, h in sorted(sums.items())))
-    return [csv_path, sums_path]
+    return written + [sums_path]

@@ -10,7 +10,7 @@ from scipy import stats
 
 from analysis import call_chains as cc
 from analysis.simulation import run_trials
-from analysis.topology import Exponential, Service, ServiceGraph
+from analysis.topology import Exponential, Lognormal, Mixture, Service, ServiceGraph
 
 
 def per_trial_interval(result, fn, level=0.99):
@@ -55,11 +55,50 @@ def test_shared_database_matches_the_engine():
         assert abs(est - exact[key]) <= half, (key, est, half, exact[key])
 
 
+def test_shared_lognormal_database_matches_pollaczek_khinchine():
+    """Exponential callers feed the database a Poisson stream: an M/G/1 database with lognormal service
+    has the Pollaczek-Khinchine mean; the recursion engine (any service distribution) agrees."""
+    mu, lam, m = 100.0, 50.0, 6
+    db = Lognormal(1 / 500.0, scv=3.0)                    # utilisation 0.6
+    graph = ServiceGraph([Service(f"c{i}", 1, Exponential(rate=mu)) for i in range(m)]
+                         + [Service("db", 1, db)],
+                         arrivals={f"c{i}": lam for i in range(m)}, routing={f"c{i}": "db" for i in range(m)})
+    res = run_trials(graph, 8, horizon=300.0, seed=6, executor="serial")
+    assert res.path == "recursion"
+    exact = cc.shared_database_mean_response(lam, mu, m, db)
+    assert exact["database_utilisation"] == pytest.approx(0.6)
+    # P-K differs from the exponential database's mean by far more than the interval
+    assert exact["mean_response"] - cc.shared_database_response(lam, mu, m, 500.0)["mean_response"] > 0.002
+    est, half = per_trial_interval(res, np.mean)
+    assert abs(est - exact["mean_response"]) <= half, (est, half, exact)
+
+
+def test_chain_with_a_mixture_last_station_matches_the_engine():
+    lam = 60.0
+    services = [Exponential(0.01), Exponential(0.008),
+                Mixture([Exponential(0.005), Exponential(0.1)], [0.95, 0.05])]   # mean 8.75 ms, SCV > 1
+    graph = ServiceGraph([Service(f"s{i}", 1, d) for i, d in enumerate(services)],
+                         arrivals={"s0": lam}, routing={"s0": "s1", "s1": "s2"})
+    res = run_trials(graph, 8, horizon=400.0, seed=7, executor="serial")
+    exact = cc.chain_mean_response(lam, services)
+    assert exact == pytest.approx(1 / 40 + 1 / 65 + cc.mg1_mean_response(lam, services[-1]))
+    est, half = per_trial_interval(res, np.mean)
+    assert abs(est - exact) <= half, (est, half, exact)
+    # all exponential: the same as the Erlang/hypoexponential form
+    assert cc.chain_mean_response(60.0, [Exponential(0.01)] * 4) == pytest.approx(
+        cc.chain_response(60.0, 100.0, 4)["mean_response"])
+
+
 @pytest.mark.parametrize("call,match", [
     (lambda: cc.chain_response(60.0, 100.0, 0), "depth"),
     (lambda: cc.chain_response(100.0, 100.0, 3), "unstable"),
     (lambda: cc.shared_database_response(50.0, 100.0, 10, 400.0), "database"),
     (lambda: cc.hypoexponential_quantile([1.0, -2.0], 0.5), "rates"),
+    (lambda: cc.chain_mean_response(60.0, [Lognormal(0.01, scv=2.0), Exponential(0.01)]), r"services\[0\]"),
+    (lambda: cc.chain_mean_response(60.0, []), "services"),
+    (lambda: cc.shared_database_mean_response(50.0, 100.0, 6, 0.002), "database_service=0.002"),
+    (lambda: cc.shared_database_mean_response(50.0, 100.0, 6, Lognormal(0.004, scv=2.0)), "database"),
+    (lambda: cc.mg1_mean_response(60.0, Exponential(0.02)), "unstable"),
 ])
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):

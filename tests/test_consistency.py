@@ -9,7 +9,8 @@ import pytest
 from scipy import stats
 
 from analysis import consistency as c
-from analysis.topology import Deterministic, Exponential, Mixture
+from analysis import paths
+from analysis.topology import Deterministic, Exponential, Gamma, Lognormal, Mixture
 
 from conftest import REAL_DATA, requires_real_data
 
@@ -192,6 +193,55 @@ def test_oversell_edge_cases():
     assert np.all(c.simulate_sale(10, [5.0, 5.0], 0.0, trials=50, seed=1) == 0)
 
 
+# ---------------------------------------------------------------------- overselling with a random lag
+def test_random_lag_constant_limit():
+    """A lag distribution concentrated on d gives the constant-lag numbers (and the same simulated sales)."""
+    rates, d = [20.0, 12.0, 8.0], 0.25
+    const = c.oversell_closed_form(rates, d)
+    assert c.oversell_closed_form(rates, Deterministic(d)) == const
+    near = c.oversell_closed_form(rates, Gamma(d, scv=1e-6))
+    assert near["p_oversell"] == pytest.approx(const["p_oversell"], abs=1e-4)
+    assert near["expected_oversold"] == pytest.approx(const["expected_oversold"], rel=1e-9)
+    assert np.array_equal(c.simulate_sale(20, rates, Deterministic(d), trials=200, seed=4),
+                          c.simulate_sale(20, rates, d, trials=200, seed=4))
+
+
+@pytest.mark.parametrize("rates", [[20.0, 12.0, 8.0], [10.0, 10.0], [3.0, 1.0]])
+def test_exponential_lag_closed_form_equals_integral_over_the_lag(rates):
+    """The Laplace-transform closed form against quadrature of the constant-lag P(oversell) over the lag
+    (and the mean, linear in the lag, against mean lag x the constant-lag mean at 1 s)."""
+    lag = Exponential(0.1)
+    exact = c.oversell_exponential_lag(rates, 0.1)
+    integral = c.oversell_closed_form(rates, lag)
+    assert integral["p_oversell"] == pytest.approx(exact["p_oversell"], rel=1e-7)
+    assert integral["expected_oversold"] == pytest.approx(exact["expected_oversold"], rel=1e-7)
+    # variability at the same mean lowers P(oversell) (concave in the lag) but not the mean (linear)
+    const = c.oversell_closed_form(rates, 0.1)
+    assert exact["p_oversell"] < const["p_oversell"]
+    assert exact["expected_oversold"] == pytest.approx(const["expected_oversold"], rel=1e-6)
+
+
+@pytest.mark.parametrize("lag", [Exponential(0.3), Lognormal(0.2, scv=3.0)])
+def test_random_lag_matches_direct_simulation(lag):
+    rates = [5.0, 4.0, 3.0]
+    cf = c.oversell_closed_form(rates, lag)
+    sim = c.simulate_sale(30, rates, lag, trials=5000, seed=21)
+    se_e = sim.std(ddof=1) / math.sqrt(sim.size)
+    assert abs(sim.mean() - cf["expected_oversold"]) <= Z * se_e
+    p = cf["p_oversell"]
+    assert abs(np.mean(sim > 0) - p) <= Z * math.sqrt(p * (1 - p) / sim.size)
+
+
+def test_replication_lag_distribution_is_the_lag_queue():
+    dist = c.replication_lag_distribution(900.0, 1000.0)
+    assert dist.mean == pytest.approx(c.lag_mean(900.0, 1000.0))
+    assert float(dist.ppf(0.99)) == pytest.approx(c.lag_quantile(900.0, 1000.0, 0.99))
+    sim = c.simulate_lag(900.0, 1000.0, writes=200_000, seed=5)
+    assert abs(sim.mean() - dist.mean) < 0.05 * dist.mean
+    with pytest.raises(ValueError, match="write_rate"):
+        c.replication_lag_distribution(1000.0, 1000.0)
+
+
 def test_mitigation_reserve():
     sim = c.simulate_sale(30, [5.0, 5.0, 5.0], 0.3, trials=3000, seed=13)
     none = c.mitigated_oversell(sim, 0)
@@ -214,8 +264,10 @@ def test_query_rate_series_real():
 
 def test_query_rate_series_synthetic_default(no_real_data):
     series, label, files = c.query_rate_series()
-    assert label.startswith("synthetic") and not files
-    assert series.equals(c.synthetic_query_rate())
+    assert label == "synthetic default: data/synthetic/mongodb_query_rate.csv (no real data found)"
+    assert files == [paths.DATA_SYNTHETIC / "mongodb_query_rate.csv"]   # the committed file, not memory
+    expected = c.synthetic_query_rate()
+    assert np.array_equal(series.to_numpy(), expected.to_numpy()) and series.index.equals(expected.index)
 
 
 def test_query_rate_series_named_location_without_file(tmp_path):
@@ -240,6 +292,9 @@ def test_query_rate_series_named_location_without_file(tmp_path):
     (lambda: c.lag_quantile(50.0, 100.0, q=1.0), "q must"),
     (lambda: c.oversell_closed_form([5.0, -1.0], 0.2), "region_rates"),
     (lambda: c.oversell_closed_form([5.0], -0.2), "lag_s"),
+    (lambda: c.oversell_closed_form([5.0, 2.0], "0.2"), "lag_s='0.2'"),
+    (lambda: c.simulate_sale(10, [5.0, 2.0], [0.2]), "lag_s="),
+    (lambda: c.oversell_exponential_lag([5.0, 2.0], 0.0), "mean_lag_s"),
     (lambda: c.simulate_sale(0, [5.0], 0.2), "stock"),
     (lambda: c.mitigated_oversell(np.array([1, 2]), -1), "reserve_units"),
     (lambda: c.consistency_probability(c.quorum_trials(3, 1, 1, c.PBS_FITS["YMMR"], trials=10), -1.0), "t="),

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import special, stats
 
 from analysis import tails, theory
 from analysis.topology import Exponential, Gamma, Lognormal, Mixture, two_point
@@ -105,6 +105,44 @@ def test_redundancy_d_matches_gardner_et_al(k, d, lam):
     mean, half = t_interval(means)
     assert half < 0.1 * exact
     assert abs(mean - exact) <= half, (mean, half, exact)
+
+
+def _aitken(a, b, c):
+    """Limit of a geometrically converging sequence from three terms (Aitken's delta-squared)."""
+    return c - (c - b) ** 2 / ((c - b) - (b - a))
+
+
+@pytest.mark.parametrize("k,d,lam,jobs", [(3, 2, 0.9, (7, 8, 9)), (4, 2, 0.8, (4, 5, 6)), (4, 3, 1.2, (6, 7, 8))])
+def test_redundancy_formula_matches_the_markov_chain(k, d, lam, jobs):
+    """The closed form against the Redundancy-d Markov chain solved numerically (neither the formula nor
+    the event loop): truncated at 3 job limits and extrapolated, it agrees to 2e-4 relative."""
+    exact = tails.redundancy_mean_response(lam, 1.0, k, d)
+    runs = [tails.redundancy_markov_mean_response(lam, 1.0, k, d, n) for n in jobs]
+    means = [r["mean_response"] for r in runs]
+    assert means[0] < means[1] < means[2] < exact * 1.0002         # truncation loses the longest queues
+    assert runs[-1]["p_full"] < 0.01
+    assert _aitken(*means) == pytest.approx(exact, rel=2e-4)
+    # the check discriminates: dividing by C(k, d) instead of C(k-1, d-1) is off by far more than 2e-4
+    wrong = math.fsum(1.0 / (k * special.comb(k, d) / special.comb(i - 1, d - 1) - lam) for i in range(d, k + 1))
+    assert abs(wrong / exact - 1) > 0.01
+
+
+def test_full_redundancy_response_is_exponential():
+    """Gardner et al. (SIGMETRICS 2015 / Queueing Systems 2016, abstract): the response time of a fully
+    redundant class is exponential; with d = k copies the k servers act as one of rate k mu, so
+    T ~ Exponential(k mu - lambda). Checked on the event loop's quantiles p10 .. p99 (99% t-intervals)."""
+    k, lam = 3, 1.5
+    runs = [tails.simulate_replicas(lam, Exponential(1.0), k, 10_000, s, copies=k).response for s in range(8)]
+    for q in (0.1, 0.5, 0.9, 0.99):
+        mean, half = t_interval([np.quantile(r, q) for r in runs])    # replications: queue samples correlate
+        assert abs(mean + math.log(1 - q) / (k - lam)) <= half, q
+
+
+def test_redundancy_markov_bad_input():
+    with pytest.raises(ValueError, match="max_jobs=30"):
+        tails.redundancy_markov_mean_response(1.0, 1.0, 4, 2, 30)
+    with pytest.raises(ValueError, match="copies=5"):
+        tails.redundancy_markov_mean_response(1.0, 1.0, 4, 5, 3)
 
 
 def test_redundancy_limits_and_published_numbers():

@@ -366,23 +366,32 @@ def _sha(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_committed_synthetic_matches_sha256sums():
-    committed = paths.DATA_SYNTHETIC / workloads.SYNTHETIC_FILE
+SYNTHETIC_ROWS = {"ecommerce-api-rps": 6192, "mongodb-app-rps": 15840}
+
+
+@pytest.mark.parametrize("name", sorted(workloads.SYNTHETIC_DEFAULTS))
+def test_committed_synthetic_matches_sha256sums(name):
+    committed = paths.DATA_SYNTHETIC / workloads.SYNTHETIC_DEFAULTS[name]
     sums = workloads.synthetic_checksums()
-    assert sums[workloads.SYNTHETIC_FILE] == _sha(committed)
+    assert sums[committed.name] == _sha(committed)
     # the strict loader reads it: same format as the Microsoft file
     s, report = load_trace(committed, unit="requests/s")
-    assert report.rows == 6192 and report.clean and report.labelled > 0
+    assert report.rows == SYNTHETIC_ROWS[name] and report.clean
+    assert report.labelled > 0 or name == "mongodb-app-rps"      # the real MongoDB file has no labels either
 
 
 def test_regenerated_synthetic_is_byte_identical(tmp_path):
+    from analysis import consistency
+
     written = workloads.write_synthetic_defaults(tmp_path)
-    assert [p.name for p in written] == [workloads.SYNTHETIC_FILE, "SHA256SUMS"]
-    regenerated = tmp_path / workloads.SYNTHETIC_FILE
-    assert _sha(regenerated) == workloads.synthetic_checksums()[workloads.SYNTHETIC_FILE]
+    assert [p.name for p in written] == [*workloads.SYNTHETIC_DEFAULTS.values(), "SHA256SUMS"]
+    for name in workloads.SYNTHETIC_DEFAULTS.values():
+        assert _sha(tmp_path / name) == workloads.synthetic_checksums()[name]
     assert workloads.synthetic_checksums(tmp_path) == workloads.synthetic_checksums()
-    s, _ = load_trace(regenerated, unit="requests/s")
+    s, _ = load_trace(tmp_path / workloads.SYNTHETIC_FILE, unit="requests/s")
     assert np.array_equal(s.to_numpy(), workloads.synthetic_demand().to_numpy())
+    s, _ = load_trace(tmp_path / workloads.SYNTHETIC_MONGODB_FILE, unit="requests/s")
+    assert np.array_equal(s.to_numpy(), consistency.synthetic_query_rate().to_numpy())
 
 
 def test_demand_falls_back_to_synthetic(no_real_data):
@@ -400,16 +409,17 @@ def test_demand_falls_back_to_synthetic(no_real_data):
         workloads.demand("nab-labels")
 
 
-def test_demand_rejects_a_tampered_synthetic_default(no_real_data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", sorted(workloads.SYNTHETIC_DEFAULTS))
+def test_demand_rejects_a_tampered_synthetic_default(no_real_data, tmp_path, monkeypatch, name):
     folder = tmp_path / "synthetic"
     shutil.copytree(paths.DATA_SYNTHETIC, folder)
-    target = folder / workloads.SYNTHETIC_FILE
+    target = folder / workloads.SYNTHETIC_DEFAULTS[name]
     lines = target.read_text().splitlines(keepends=True)
     lines[1] = lines[1].replace(",", ",1", 1)  # still a valid row, but not the recorded bytes
     target.write_text("".join(lines))
     monkeypatch.setattr(paths, "DATA_SYNTHETIC", folder)
     with pytest.raises(ValueError, match="sha256 mismatch"):
-        workloads.demand()
+        workloads.demand(name)
 
 
 # ------------------------------------------------------------------------------ named data locations
