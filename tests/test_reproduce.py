@@ -183,8 +183,8 @@ def test_failing_notebook_is_reported_and_the_next_still_runs(capsys, tmp_path, 
     assert "01_fail.ipynb: cell index 3: ValueError: utilisation must be < 1" in err
     assert "02_ok.ipynb" not in err
     table = table_of(stdout)
-    assert table["01_fail.ipynb"][0] == "failed" and table["01_fail.ipynb"][2] == "0"
-    assert table["02_ok.ipynb"][0] == "ok" and table["02_ok.ipynb"][2] == "1"
+    assert table["01_fail.ipynb"][0] == "failed" and table["01_fail.ipynb"][3] == "0"
+    assert table["02_ok.ipynb"][0] == "ok" and table["02_ok.ipynb"][3] == "1"
 
     out = build / "runs" / "rate-4"  # a parametrised run keeps its outputs in a folder named after them
     assert f"outputs of this run (figures/ untouched): {out}/" in stdout
@@ -512,7 +512,7 @@ def test_progress_on_a_non_terminal_is_plain_lines_with_cell_counts(capsys, nbdi
     lines = err.splitlines()
     assert lines[0] == "running 01_first.ipynb"
     assert any(re.fullmatch(r"01_first\.ipynb: cell [1-5]/5 \(\d+ s\)", line) for line in lines), err
-    assert re.fullmatch(r"01_first\.ipynb: ok in [\d.]+ s, 0 figure\(s\)", lines[-1])
+    assert re.fullmatch(r"01_first\.ipynb: ok in [\d.]+ s \([\d.]+ CPU-s\), 0 figure\(s\)", lines[-1])
 
 
 def test_progress_on_a_terminal_is_one_rewritten_status_line():
