@@ -318,7 +318,7 @@ def synthesis_table(results: Mapping[str, Mapping[str, Any]],
             "notebook": name, "area": h["area"], "status": "ok", "question": h["question"],
             "key finding": f"{h['metric']}: {_fmt(h['value'])} {h['unit']} " + (
                 f"(95% CI {_fmt(h['ci_low'])}-{_fmt(h['ci_high'])})" if h["ci_low"] < h["ci_high"]
-                else "(exact: no sampling error)"),
+                else "(no interval: a closed form, or every replication gave this value)"),
             "finding": h["finding"], "metric": h["metric"], "value": h["value"], "ci_low": h["ci_low"],
             "ci_high": h["ci_high"], "unit": h["unit"], "figure": h["figure"], "mitigation": h["mitigation"],
             "effect_on": h["effect"]["on"], "baseline": h["effect"]["baseline"],

@@ -211,7 +211,8 @@ def test_table_has_a_row_per_planned_area_and_lists_missing_notebooks():
     assert row["key finding"] == "weekly cost: 60 $ (95% CI 55-65)"
     assert math.isnan(row["factor_low"])
     exact = {"00_x.ipynb": {"headline": _head(value=2.0, ci_low=2.0, ci_high=2.0)}}
-    assert synthesis.synthesis_table(exact)["key finding"].iloc[0] == "weekly cost: 2 $ (exact: no sampling error)"
+    assert synthesis.synthesis_table(exact)["key finding"].iloc[0] == (
+        "weekly cost: 2 $ (no interval: a closed form, or every replication gave this value)")
 
 
 def test_ranking_follows_the_stated_rule_with_ties_by_area():
