@@ -702,9 +702,13 @@ def _worker_main(spec_path: str) -> int:
 
     done: dict[str, Any] = {"event": "done", "status": "ok", "cell_index": None, "error": None}
     try:
+        # request_save_on_cell_execute=False: papermill otherwise rewrites the whole executed notebook (figures
+        # included) at every cell's start and end, about 1 CPU-s per notebook; it still writes it at the end and
+        # on a cell error, and progress comes from on_cell_start.
         pm.execute_notebook(str(notebook), str(executed), parameters=parameters or None,
                             kernel_name=spec["kernel_name"], cwd=spec["cwd"], progress_bar=False,
                             log_output=False, extra_arguments=KERNEL_ARGUMENTS,
+                            request_save_on_cell_execute=False,
                             kernel_manager_class=TrackedKernelManager, on_cell_start=on_cell_start)
     except PapermillExecutionError as exc:
         done.update(status="failed", error=f"{exc.ename}: {exc.evalue}",
