@@ -21,6 +21,9 @@ ARGS   ?=
 # Notebooks run at once by `reproduce`/`quick` (empty: one per CPU core).
 JOBS   ?=
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): one per core; each test file runs in one process (--dist loadfile keeps a
+# file's fixtures shared). PYTEST_JOBS=0 runs everything in this process.
+PYTEST_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 REPORT_ARGS ?=
 
 .PHONY: help setup git-filter reproduce quick test lab data synthetic bench clean lock report
@@ -65,7 +68,7 @@ quick: $(STAMP) ## every notebook in quick mode (outputs under build/quick, comm
 	$(BIN)/python -m analysis reproduce --quick $(if $(JOBS),--jobs $(JOBS)) $(ARGS)
 
 test: $(STAMP) ## run the whole test-suite (theory, simulation, data, notebooks in quick mode)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(if $(filter-out 0,$(PYTEST_JOBS)),-n $(PYTEST_JOBS) --dist loadfile) $(PYTEST_ARGS)
 
 lab: $(STAMP) ## open JupyterLab on notebooks/ with the kit's kernel
 	$(BIN)/jupyter lab --notebook-dir=notebooks

@@ -118,7 +118,9 @@ def main(argv=None) -> int:
                for t in totals]
     if args.test:
         w0, c0 = time.perf_counter(), _children_cpu()
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",   # as make test
+                               "-n", str(cores), "--dist", "loadfile"],
                               cwd=ROOT, env=dict(os.environ), capture_output=True, text=True)
         wall, cpu = time.perf_counter() - w0, _children_cpu() - c0
         last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "no output"
