@@ -69,6 +69,7 @@ Model (what the simulation does, so a reader can check it)
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 import numbers
 import random
@@ -138,21 +139,36 @@ class Dist:
                          "cdf/sf/ppf/isf methods")
 
     # closed-form helpers: scipy where available (subclasses without scipy override them)
+    def _frozen(self):
+        """``self.scipy()``, built once per distinct spec (building a frozen scipy.stats distribution
+        costs about 1 ms; root finders call ``sf``/``ppf`` thousands of times)."""
+        try:
+            return _frozen_scipy(self)
+        except TypeError:          # an unhashable spec: build it each time
+            return self.scipy()
+
     def cdf(self, x):
         """P(X <= x), x in seconds (float or array)."""
-        return self.scipy().cdf(x)
+        return self._frozen().cdf(x)
 
     def sf(self, x):
         """P(X > x), x in seconds (float or array)."""
-        return self.scipy().sf(x)
+        return self._frozen().sf(x)
 
     def ppf(self, q):
         """Quantile: the least x with P(X <= x) >= q, q in [0, 1]."""
-        return self.scipy().ppf(q)
+        return self._frozen().ppf(q)
 
     def isf(self, p):
         """Upper quantile: x with P(X > x) = p (accurate for tiny p)."""
-        return self.scipy().isf(p)
+        return self._frozen().isf(p)
+
+
+@functools.lru_cache(maxsize=1024)
+def _frozen_scipy(dist: Dist):
+    """The frozen scipy.stats distribution of ``dist`` (specs are frozen dataclasses: equal specs, equal
+    distributions; the frozen distribution is only evaluated, never mutated)."""
+    return dist.scipy()
 
 
 def _one_of(cls: str, **given) -> None:

@@ -304,3 +304,14 @@ def test_bad_parameters_one_line_error(call, match):
     with pytest.raises(ValueError, match=match) as info:
         call()
     assert "\n" not in str(info.value)
+
+
+def test_skellam_cdf_without_scipy_stats_matches_scipy_stats():
+    from scipy import stats
+
+    from analysis import consistency as cons_
+    rng = np.random.default_rng(3)
+    for a, b in rng.uniform(1e-6, 40.0, (300, 2)):
+        assert cons_._skellam_cdf_minus1_and_0(a, b) == (stats.skellam.cdf(-1, a, b), stats.skellam.cdf(0, a, b))
+    assert all(math.isnan(v) for v in cons_._skellam_cdf_minus1_and_0(0.0, 3.0))
+    assert -cons_._special().ndtri(0.025) == stats.norm.isf(0.025)

@@ -579,3 +579,16 @@ def test_canonical_svg_renumbers_hashed_ids_and_merges_equal_clips():
     assert one.count('url(#p-k1)') == 2, "equal clip geometry shares one definition"
     assert 'href="#m-k1"' in one and 'id="m-k1"' in one and 'id="axes_1"' in one
     assert not re.search(r"[0-9a-f]{10}", one)
+
+
+def test_sparse_log_minor_ticks_thins_wide_log_axes_only():
+    fig, ax = plt.subplots()
+    ax.plot([1.0, 1000.0], [10.0, 30.0])
+    ax.set_xscale("log"); ax.set_yscale("log")
+    before_y = list(ax.yaxis.get_minorticklocs())
+    assert len([t for t in ax.xaxis.get_minorticklocs() if 1 < t < 1000]) == 24   # default: 2..9 per decade
+    figures.sparse_log_minor_ticks(fig)
+    assert [round(t) for t in ax.xaxis.get_minorticklocs() if 1 < t < 1000] == [2, 5, 20, 50, 200, 500]
+    assert ax.xaxis.get_minor_formatter()(20.0) == ""
+    assert list(ax.yaxis.get_minorticklocs()) == before_y     # under two decades: left as it is
+    plt.close(fig)

@@ -502,3 +502,20 @@ def test_mixture_runs_in_ciw_with_the_right_moments():
     x = _samples(spec, n=60_000, seed=3)
     assert x.mean() == pytest.approx(spec.mean, rel=0.02)
     assert np.mean(x == 0.5) == pytest.approx(0.2, abs=0.01)
+
+
+def test_closed_form_helpers_build_the_frozen_scipy_distribution_once(monkeypatch):
+    # cdf/sf/ppf/isf reuse one frozen scipy.stats distribution per distinct spec (root finders call
+    # them thousands of times), with the values of a freshly built one
+    from analysis import topology
+    built = []
+    original = topology.Gamma.scipy
+    monkeypatch.setattr(topology.Gamma, "scipy", lambda self: built.append(self) or original(self))
+    topology._frozen_scipy.cache_clear()
+    g = topology.Gamma(0.0123, scv=0.37)
+    values = [g.sf(0.01), g.cdf(0.01), g.ppf(0.5), g.isf(0.01), topology.Gamma(0.0123, scv=0.37).sf(0.01)]
+    assert len(built) == 1
+    fresh = original(g)
+    assert values == [fresh.sf(0.01), fresh.cdf(0.01), fresh.ppf(0.5), fresh.isf(0.01), fresh.sf(0.01)]
+    topology.Gamma(0.0123, scv=0.5).sf(0.01)       # another spec: its own distribution
+    assert len(built) == 2
