@@ -669,37 +669,48 @@ def _progress(total, enabled):
                 disable=(None if enabled is None else not enabled), leave=False)
 
 
-def _run_tasks(tasks, executor, max_workers, progress) -> list:
+def map_tasks(fn, tasks, executor, bar, max_workers: int | None = None, serial_fn=None) -> list:
+    """``fn(task)`` for every task, results in task order, on ``executor``: "serial" (``serial_fn`` if
+    given, else ``fn``, in this process), "processes", a concurrent.futures.Executor or a dask Client
+    (checked by :func:`_check_executor`). ``bar`` (a tqdm bar) advances as tasks finish."""
     results = [None] * len(tasks)
-    bar = _progress(len(tasks), progress)
-    try:
-        if executor == "serial":
-            for i, t in enumerate(tasks):
-                # same isolation as a process: the worker gets its own copy of the model
-                results[i] = _replicate(pickle.loads(pickle.dumps(t)))
-                bar.update(1)
-        elif executor == "processes":
-            workers = min(max_workers or _default_workers(), len(tasks))
-            with cf.ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context()) as pool:
-                futures = {pool.submit(_replicate, t): i for i, t in enumerate(tasks)}
-                for f in cf.as_completed(futures):
-                    results[futures[f]] = f.result()
-                    bar.update(1)
-        elif _is_dask_client(executor):
-            from distributed import as_completed
-            futures = executor.map(_replicate, tasks, pure=False)
-            index = {f.key: i for i, f in enumerate(futures)}
-            for f in as_completed(futures):
-                results[index[f.key]] = f.result()
-                bar.update(1)
-        else:
-            futures = {executor.submit(_replicate, t): i for i, t in enumerate(tasks)}
+    if executor == "serial":
+        for i, t in enumerate(tasks):
+            results[i] = (serial_fn or fn)(t)
+            bar.update(1)
+    elif executor == "processes":
+        workers = min(max_workers or _default_workers(), len(tasks))
+        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context()) as pool:
+            futures = {pool.submit(fn, t): i for i, t in enumerate(tasks)}
             for f in cf.as_completed(futures):
                 results[futures[f]] = f.result()
                 bar.update(1)
+    elif _is_dask_client(executor):
+        from distributed import as_completed
+        futures = executor.map(fn, tasks, pure=False)
+        index = {f.key: i for i, f in enumerate(futures)}
+        for f in as_completed(futures):
+            results[index[f.key]] = f.result()
+            bar.update(1)
+    else:
+        futures = {executor.submit(fn, t): i for i, t in enumerate(tasks)}
+        for f in cf.as_completed(futures):
+            results[futures[f]] = f.result()
+            bar.update(1)
+    return results
+
+
+def _replicate_isolated(task):
+    """A serial replication with the isolation of a process: the worker gets its own copy of the model."""
+    return _replicate(pickle.loads(pickle.dumps(task)))
+
+
+def _run_tasks(tasks, executor, max_workers, progress) -> list:
+    bar = _progress(len(tasks), progress)
+    try:
+        return map_tasks(_replicate, tasks, executor, bar, max_workers, serial_fn=_replicate_isolated)
     finally:
         bar.close()
-    return results
 
 
 _SERIAL_VISITS = 2e6       # below this many visits a recursion run is faster than starting workers

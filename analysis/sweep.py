@@ -23,7 +23,6 @@ defined at module level works.
 """
 from __future__ import annotations
 
-import concurrent.futures as cf
 import hashlib
 import itertools
 import sys
@@ -152,6 +151,8 @@ def run_sweep(model_fn: Model | Mapping[str, Model], grid, replications: int, se
     import pandas as pd
     from tqdm import tqdm
 
+    from analysis import simulation
+
     replications = checks.integer("replications", replications, 1)
     seed = checks.integer("seed", seed, 0)
     disable = _check_progress(progress)
@@ -165,38 +166,12 @@ def run_sweep(model_fn: Model | Mapping[str, Model], grid, replications: int, se
                 s = task_seed(seed, name, p, r)
                 tasks.append((len(tasks), name, fn, point, s))
                 meta.append((name, p, point, r, s))
-    outputs: list[Any] = [None] * len(tasks)
     class _Bar(tqdm):
         monitor_interval = 0  # no monitor thread (forking a process pool must not copy one)
 
     bar = _Bar(total=len(tasks), desc="sweep", unit="task", disable=disable, file=sys.stderr, leave=False)
     try:
-        if executor == "serial":
-            for t in tasks:
-                outputs[t[0]] = _evaluate(t)
-                bar.update(1)
-        elif executor == "processes":
-            from analysis.simulation import _default_workers, _mp_context
-
-            workers = min(_default_workers(), len(tasks))
-            with cf.ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context()) as pool:
-                futures = {pool.submit(_evaluate, t): t[0] for t in tasks}
-                for f in cf.as_completed(futures):
-                    outputs[futures[f]] = f.result()
-                    bar.update(1)
-        elif _is_dask(executor):
-            from distributed import as_completed
-
-            futures = executor.map(_evaluate, tasks, pure=False)
-            index = {f.key: i for i, f in enumerate(futures)}
-            for f in as_completed(futures):
-                outputs[index[f.key]] = f.result()
-                bar.update(1)
-        else:
-            futures = {executor.submit(_evaluate, t): t[0] for t in tasks}
-            for f in cf.as_completed(futures):
-                outputs[futures[f]] = f.result()
-                bar.update(1)
+        outputs = simulation.map_tasks(_evaluate, tasks, executor, bar)
     finally:
         bar.close()
 
@@ -214,12 +189,6 @@ def run_sweep(model_fn: Model | Mapping[str, Model], grid, replications: int, se
                          "seed": s, "metric": metric, "value": value})
     frame = pd.DataFrame(rows, columns=["model", "point", *params, "replication", "seed", "metric", "value"])
     return frame.sort_values(["model", "point", "replication", "metric"], kind="mergesort").reset_index(drop=True)
-
-
-def _is_dask(executor) -> bool:
-    from analysis.simulation import _is_dask_client
-
-    return _is_dask_client(executor)
 
 
 # ---------------------------------------------------------------------------------------- models

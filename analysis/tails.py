@@ -252,6 +252,17 @@ def sample_hedged(leaf, delay, requests, rng) -> np.ndarray:
 # Redundancy-d (Gardner et al. 2017)
 # --------------------------------------------------------------------------------------------
 
+def _redundancy_arguments(arrival_rate, service_rate, servers, copies) -> tuple[float, float, int, int]:
+    """Checked (lambda, mu, k, d) of a Redundancy-d system (one-line ValueError naming the argument)."""
+    lam = checks.positive("arrival_rate", arrival_rate)
+    mu = checks.positive("service_rate", service_rate)
+    k = checks.integer("servers", servers, 1)
+    d = checks.integer("copies", copies, 1)
+    if d > k:
+        raise ValueError(f"copies={d} is larger than the number of servers ({k})")
+    return lam, mu, k, d
+
+
 def redundancy_mean_response(arrival_rate, service_rate, servers, copies) -> float:
     """Exact mean response time (s) of Redundancy-d (Gardner, Harchol-Balter, Scheller-Wolf,
     Velednitsky, Zbarsky, Operations Research 65(4), 2017): ``servers`` = k FCFS servers with
@@ -261,12 +272,7 @@ def redundancy_mean_response(arrival_rate, service_rate, servers, copies) -> flo
     E[T] = sum_{i=d}^{k} 1 / (k mu C(k-1, d-1) / C(i-1, d-1) - lambda). Stable iff lambda < k mu.
     d = 1 gives random routing, k / (k mu - lambda); d = k one fast server, 1 / (k mu - lambda).
     """
-    lam = checks.positive("arrival_rate", arrival_rate)
-    mu = checks.positive("service_rate", service_rate)
-    k = checks.integer("servers", servers, 1)
-    d = checks.integer("copies", copies, 1)
-    if d > k:
-        raise ValueError(f"copies={d} is larger than the number of servers ({k})")
+    lam, mu, k, d = _redundancy_arguments(arrival_rate, service_rate, servers, copies)
     if lam >= k * mu:
         raise ValueError(f"arrival_rate={lam:g} requests/s is not below the capacity "
                          f"servers x service_rate = {k * mu:g} requests/s (unstable)")
@@ -292,12 +298,7 @@ def redundancy_markov_mean_response(arrival_rate, service_rate, servers, copies,
     from scipy import sparse
     from scipy.sparse import linalg as sla
 
-    lam = checks.positive("arrival_rate", arrival_rate)
-    mu = checks.positive("service_rate", service_rate)
-    k = checks.integer("servers", servers, 1)
-    d = checks.integer("copies", copies, 1)
-    if d > k:
-        raise ValueError(f"copies={d} is larger than the number of servers ({k})")
+    lam, mu, k, d = _redundancy_arguments(arrival_rate, service_rate, servers, copies)
     n_max = checks.integer("max_jobs", max_jobs, 1)
     classes = [frozenset(c) for c in combinations(range(k), d)]
     if len(classes) ** n_max > 2_000_000:

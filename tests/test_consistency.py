@@ -169,14 +169,19 @@ def test_lag_quantile_values():
 
 
 # ------------------------------------------------------------------------------------------ overselling
-@pytest.mark.parametrize("rates,lag", [([5.0, 5.0, 5.0], 0.3), ([10.0, 2.0], 0.5), ([3.0, 1.0], 0.4)])
-def test_oversell_closed_form_matches_direct_simulation(rates, lag):
-    cf = c.oversell_closed_form(rates, lag)
-    sim = c.simulate_sale(40, rates, lag, trials=6000, seed=12)
+def assert_sale_matches(cf, sim):
+    """Simulated oversold units: mean and P(oversell > 0) within Z standard errors of the closed form."""
     se_e = sim.std(ddof=1) / math.sqrt(sim.size)
     assert abs(sim.mean() - cf["expected_oversold"]) <= Z * se_e
     p = cf["p_oversell"]
     assert abs(np.mean(sim > 0) - p) <= Z * math.sqrt(p * (1 - p) / sim.size)
+
+
+@pytest.mark.parametrize("rates,lag", [([5.0, 5.0, 5.0], 0.3), ([10.0, 2.0], 0.5), ([3.0, 1.0], 0.4)])
+def test_oversell_closed_form_matches_direct_simulation(rates, lag):
+    cf = c.oversell_closed_form(rates, lag)
+    sim = c.simulate_sale(40, rates, lag, trials=6000, seed=12)
+    assert_sale_matches(cf, sim)
 
 
 def test_oversell_mean_is_lag_times_cross_region_rate():
@@ -226,10 +231,7 @@ def test_random_lag_matches_direct_simulation(lag):
     rates = [5.0, 4.0, 3.0]
     cf = c.oversell_closed_form(rates, lag)
     sim = c.simulate_sale(30, rates, lag, trials=5000, seed=21)
-    se_e = sim.std(ddof=1) / math.sqrt(sim.size)
-    assert abs(sim.mean() - cf["expected_oversold"]) <= Z * se_e
-    p = cf["p_oversell"]
-    assert abs(np.mean(sim > 0) - p) <= Z * math.sqrt(p * (1 - p) / sim.size)
+    assert_sale_matches(cf, sim)
 
 
 def test_replication_lag_distribution_is_the_lag_queue():
