@@ -179,6 +179,18 @@ def _axis_label(name: str, unit: str | None, which: str) -> str:
     return f"{name} ({unit})" if unit else name
 
 
+def log_axis(ax, which: str = "y") -> None:
+    """Log scale on the axes named in ``which`` ("x", "y" or "xy") without minor tick labels (mathtext
+    labels the layout engine measures: most of such a figure's rendering time)."""
+    import matplotlib.ticker as mticker
+
+    for w in which:
+        if w not in "xy":
+            raise ValueError(f"which={which!r}: use 'x', 'y' or 'xy'")
+        getattr(ax, f"set_{w}scale")("log")
+        getattr(ax, f"{w}axis").set_minor_formatter(mticker.NullFormatter())
+
+
 def sparse_log_minor_ticks(fig: Figure, min_decades: float = 2.0) -> None:
     """On every log axis of ``fig`` spanning at least ``min_decades`` decades, keep unlabelled minor ticks
     at 2x and 5x each power of ten only (matplotlib's default puts eight per decade; each tick is a set of

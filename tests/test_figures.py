@@ -592,3 +592,16 @@ def test_sparse_log_minor_ticks_thins_wide_log_axes_only():
     assert ax.xaxis.get_minor_formatter()(20.0) == ""
     assert list(ax.yaxis.get_minorticklocs()) == before_y     # under two decades: left as it is
     plt.close(fig)
+
+
+def test_log_axis_sets_log_scale_without_minor_labels():
+    from matplotlib.ticker import NullFormatter
+
+    fig, ax = plt.subplots()
+    ax.plot([1, 10, 100], [1, 2, 3])
+    figures.log_axis(ax, "xy")
+    for axis in (ax.xaxis, ax.yaxis):
+        assert axis.get_scale() == "log" and isinstance(axis.get_minor_formatter(), NullFormatter)
+    with pytest.raises(ValueError, match="which"):
+        figures.log_axis(ax, "z")
+    plt.close(fig)
