@@ -289,6 +289,22 @@ def test_quick_runs_write_png_previews_only(notebook, out_dir):
     assert not (out_dir / "figures" / "fig-07-q.svg").exists(), "the full run's SVG must not outlive it"
 
 
+def test_quick_previews_are_saved_at_display_resolution(notebook, out_dir):
+    from PIL import Image
+
+    sizes = {}
+    for quick in (False, True):
+        out = NotebookOutputs(notebook, {"quick": quick}, seed=None, data_source="synthetic default")
+        fig = knee_figure()
+        inches = fig.get_size_inches()
+        out.save(fig, f"fig-07-dpi-{str(quick).lower()}", "Resolution.")
+        with Image.open(out_dir / "figures" / f"fig-07-dpi-{str(quick).lower()}.png") as image:
+            sizes[quick] = image.size
+        assert out.png_dpi == (figures.PREVIEW_PNG_DPI if quick else figures.PNG_DPI)
+        assert sizes[quick][0] == pytest.approx(inches[0] * out.png_dpi, abs=2)
+    assert figures.HOUSE_RC["figure.dpi"] == figures.PREVIEW_PNG_DPI     # the size the notebook shows them at
+
+
 @pytest.mark.parametrize("layout", ["none", "tight", "compressed"])
 def test_footer_with_other_layout_engines(outputs, out_dir, layout):
     fig, ax = plt.subplots(figsize=(3.5, 2.5), layout=layout)
@@ -407,10 +423,10 @@ def test_interrupt_while_rendering_writes_nothing(outputs, out_dir, monkeypatch)
     before = saved_files(figdir)
     real_render = figures._render
 
-    def interrupted(fig, fmt, extra):
+    def interrupted(fig, fmt, extra, *args):
         if fmt == "svg":
             raise KeyboardInterrupt
-        return real_render(fig, fmt, extra)
+        return real_render(fig, fmt, extra, *args)
 
     monkeypatch.setattr(figures, "_render", interrupted)
     fig = knee_figure(3.0)
