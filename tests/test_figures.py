@@ -437,6 +437,16 @@ def test_interrupt_while_rendering_writes_nothing(outputs, out_dir, monkeypatch)
 
 
 def test_ctrl_c_while_writing_is_held_until_files_and_index_agree(outputs, out_dir, monkeypatch):
+    # Python's own Ctrl-C handler, whatever an earlier test in this process left installed (an asyncio
+    # runner's handler, for one, cancels its task instead of raising KeyboardInterrupt)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _ctrl_c_while_writing(outputs, out_dir, monkeypatch)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _ctrl_c_while_writing(outputs, out_dir, monkeypatch):
     outputs.save(knee_figure(), "fig-07-knee", "Caption.")
     real_write_json = figures.atomic_write_json
 
