@@ -101,6 +101,8 @@ def test_common_paths_do_not_import_scipy_stats():
         "Lognormal(0.01, scv=2.0).isf(1e-3); Gamma(1.0, scv=0.5).cdf(0.3); Exponential(2.0).ppf(0.99)\n"
         "call_chains.chain_response(5.0, 10.0, 3); call_chains.hypoexponential_quantile([2.0, 2.0], 0.9)\n"
         "theory.halfin_whitt_alpha(0.5); validation.coverage_verdict(17, 20)\n"
+        "from analysis import intervals; intervals.t_interval([1.0, 2.0, 4.0])\n"
+        "intervals.quantile_interval([1.0, 2.0, 3.0, 5.0], 0.5)\n"
         "g = ServiceGraph([Service('a', 1, Exponential(rate=10.0))], {'a': 5.0})\n"
         "run_trials(g, replications=3, horizon=50.0, seed=1)\n"
         "assert 'scipy.stats' not in sys.modules, 'scipy.stats was imported'\n"
