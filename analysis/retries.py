@@ -247,11 +247,15 @@ def simulate_retries(arrival_rate: float, service_rate: float, servers: int, *, 
     new = np.concatenate([_poisson_times(lam, 0.0, t0, rng), _poisson_times(lam * spike, t0, t1, rng),
                           _poisson_times(lam, t1, horizon, rng)])
     n_new = len(new)
+    # The event loop works on Python floats and lists (the same IEEE doubles as numpy's, several times
+    # cheaper to index and compare one at a time); arrays are rebuilt at the end.
+    new_times = new.tolist()
+    new_times.append(math.inf)           # sentinel: no more new requests
     # Random numbers drawn in blocks (exponential services, uniforms for the jitters).
     block = max(1024, 2 * n_new)
-    exp_buf = rng.exponential(1.0 / mu, size=block)
+    exp_buf = rng.exponential(1.0 / mu, size=block).tolist()
     exp_i = 0
-    uni_buf = rng.random(size=block)
+    uni_buf = rng.random(size=block).tolist()
     uni_i = 0
 
     free = [0.0] * c                     # heap of server free times
@@ -259,17 +263,21 @@ def simulate_retries(arrival_rate: float, service_rate: float, servers: int, *, 
     events: list = []                    # (time, kind, request, n_failures, previous_sleep, tokens_held)
     att_arrival, att_leave, att_ok = [], [], []   # per attempt: arrival, departure from the server, useful
     att_wait = []
-    req_attempts = np.zeros(n_new, dtype=np.int64)
-    req_done = np.full(n_new, np.nan)
-    req_success = np.zeros(n_new, dtype=bool)
+    req_attempts = [0] * n_new
+    req_done = [math.nan] * n_new
+    req_success = [False] * n_new
     good_times = []
     wasted_times = []
+    add_arrival, add_leave, add_ok, add_wait = att_arrival.append, att_leave.append, att_ok.append, att_wait.append
+    add_good, add_wasted = good_times.append, wasted_times.append
     i_new = 0
     has_budget = budget is not None
-    push, pop = heapq.heappush, heapq.heappop
+    slowed = slowdown != 1.0
+    shedding = shed_wait != math.inf
+    push, pop, replace = heapq.heappush, heapq.heappop, heapq.heapreplace
     ATTEMPT, SUCCESS, FAIL = 0, 1, 2
     while True:
-        nxt_new = new[i_new] if i_new < n_new else math.inf
+        nxt_new = new_times[i_new]
         if events and events[0][0] < nxt_new:
             t, kind, req, nfail, prev, held = pop(events)
         elif i_new < n_new:
@@ -281,40 +289,40 @@ def simulate_retries(arrival_rate: float, service_rate: float, servers: int, *, 
             continue   # outcomes and retries after the horizon are not simulated (their requests stay pending)
         if kind == ATTEMPT:
             req_attempts[req] += 1
-            start = pop(free)
+            start = free[0]                # the earliest free server (replaced below: heapreplace = pop + push)
             if start < t:
                 start = t
             waited = start - t
-            att_wait.append(waited)
-            if waited > shed_wait:
-                push(free, start)          # dropped at dequeue: the server stays free
-                att_arrival.append(t)
-                att_leave.append(start)
-                att_ok.append(False)
+            add_wait(waited)
+            if shedding and waited > shed_wait:
+                replace(free, start)       # dropped at dequeue: the server stays free
+                add_arrival(t)
+                add_leave(start)
+                add_ok(False)
                 push(events, (t + timeout, FAIL, req, nfail, prev, held))
                 continue
             if exp_i == block:
-                exp_buf = rng.exponential(1.0 / mu, size=block)
+                exp_buf = rng.exponential(1.0 / mu, size=block).tolist()
                 exp_i = 0
             s = exp_buf[exp_i]
             exp_i += 1
-            if slowdown != 1.0 and t0 <= start < t1:
+            if slowed and t0 <= start < t1:
                 s *= slowdown
             finish = start + s
-            push(free, finish)
-            att_arrival.append(t)
-            att_leave.append(finish)
-            ok = finish - t <= timeout
-            att_ok.append(ok)
-            if ok:
+            replace(free, finish)
+            add_arrival(t)
+            add_leave(finish)
+            if finish - t <= timeout:
+                add_ok(True)
                 push(events, (finish, SUCCESS, req, nfail, prev, held))
             else:
-                wasted_times.append(finish)
+                add_ok(False)
+                add_wasted(finish)
                 push(events, (t + timeout, FAIL, req, nfail, prev, held))
         elif kind == SUCCESS:
             req_success[req] = True
             req_done[req] = t
-            good_times.append(t)
+            add_good(t)
             if has_budget:
                 budget.success(nfail > 0, held)
         else:  # FAIL: the client's timeout fired
@@ -331,13 +339,16 @@ def simulate_retries(arrival_rate: float, service_rate: float, servers: int, *, 
                 sleep = 0.0
             else:
                 if uni_i == block:
-                    uni_buf = rng.random(size=block)
+                    uni_buf = rng.random(size=block).tolist()
                     uni_i = 0
                 u = uni_buf[uni_i]
                 uni_i += 1
                 sleep = _sleep(backoff, nfail, base, cap, u, prev)
                 prev = sleep
             push(events, (t + sleep, ATTEMPT, req, nfail, prev, held))
+    req_attempts = np.asarray(req_attempts, dtype=np.int64)
+    req_done = np.asarray(req_done, dtype=float)
+    req_success = np.asarray(req_success, dtype=bool)
 
     edges = np.arange(0.0, horizon + bin_s / 2, bin_s)
     if edges[-1] < horizon:

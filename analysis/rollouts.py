@@ -2,9 +2,11 @@
 
 A regression multiplies the latency distribution by ``regression`` (1.05 = +5 %). On log latency this is a
 shift of ln(regression) at the same log-sd ``sigma_log``, so a one-sided two-sample t-test on log latency has
-Cohen's effect size d = ln(regression) / sigma_log, and statsmodels' ``TTestIndPower`` gives the sample size
-for a power and a false-alarm rate (alpha). :func:`simulate_canaries` runs the test on simulated canaries to
-check the computed power.
+Cohen's effect size d = ln(regression) / sigma_log. Its power is the noncentral-t formula of statsmodels'
+``TTestIndPower`` (Cohen 1988), evaluated here with the scipy.special functions statsmodels calls
+(``stdtrit``, ``nctdtr``): the same numbers without importing statsmodels and scipy.stats (about 1 CPU-s);
+``tests/test_rollouts.py`` checks power and sample size against ``TTestIndPower``. :func:`simulate_canaries`
+runs the test on simulated canaries to check the computed power.
 """
 from __future__ import annotations
 
@@ -31,27 +33,42 @@ def effect_size(regression: float, sigma_log: float) -> float:
     return math.log(r) / s
 
 
+def _power(d: float, n1: float, ratio: float, alpha: float) -> float:
+    """Power of the one-sided ("larger") pooled two-sample t-test with effect size ``d``, ``n1`` and
+    ``ratio * n1`` observations at level ``alpha``: P(T > t_(1-alpha, df)) for T noncentral t with
+    df = n1 + n2 - 2 and noncentrality d sqrt(n1 n2 / (n1 + n2)). statsmodels' ``TTestIndPower.power``
+    step by step (its ``stats.t.isf(alpha, df)`` is ``-stdtrit(df, alpha)``)."""
+    from scipy.special import nctdtr, stdtrit
+
+    n2 = n1 * ratio
+    df = n1 - 1 + n2 - 1
+    nobs = 1.0 / (1.0 / n1 + 1.0 / n2)
+    crit = -stdtrit(df, alpha)
+    return float(1 - nctdtr(df, d * math.sqrt(nobs), crit))
+
+
 def canary_sample_size(regression: float, sigma_log: float, *, alpha: float = 0.01, power: float = 0.9,
                        ratio: float = 1.0) -> int:
     """Requests the canary must serve (the baseline serves ``ratio`` times as many) so that a one-sided
-    pooled t-test on log latency at level ``alpha`` detects ``regression`` with probability ``power``."""
-    from statsmodels.stats.power import TTestIndPower
-
+    pooled t-test on log latency at level ``alpha`` detects ``regression`` with probability ``power``: the
+    smallest whole n >= 2 whose :func:`canary_power` reaches ``power`` (the power grows with n)."""
     r, s, a, k = _args(regression, sigma_log, alpha, ratio)
     p = checks.open_unit("power", power)
-    n = TTestIndPower().solve_power(effect_size=math.log(r) / s, alpha=a, power=p, ratio=k,
-                                    alternative="larger")
-    return int(math.ceil(float(n)))
+    d = math.log(r) / s
+    lo, hi = 1, 2                        # power(lo) < p (or lo = 1, below the smallest n) <= power(hi)
+    while _power(d, hi, k, a) < p:
+        lo, hi = hi, 2 * hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if _power(d, mid, k, a) >= p else (mid, hi)
+    return hi
 
 
 def canary_power(n: int, regression: float, sigma_log: float, *, alpha: float = 0.01, ratio: float = 1.0) -> float:
-    """Power of the test with ``n`` canary requests (statsmodels ``TTestIndPower.power``)."""
-    from statsmodels.stats.power import TTestIndPower
-
+    """Power of the test with ``n`` canary requests (the formula of statsmodels ``TTestIndPower.power``)."""
     r, s, a, k = _args(regression, sigma_log, alpha, ratio)
     n = checks.integer("n", n, minimum=2)
-    return float(TTestIndPower().power(effect_size=math.log(r) / s, nobs1=n, alpha=a, ratio=k,
-                                       alternative="larger"))
+    return _power(math.log(r) / s, n, k, a)
 
 
 def canary_duration(n: int, arrival_rate: float, canary_fraction: float) -> float:
@@ -67,7 +84,7 @@ def simulate_canaries(n: int, regression: float, sigma_log: float, *, alpha: flo
     """Run ``canaries`` simulated canaries: ``n`` lognormal canary latencies (multiplied by ``regression``;
     pass 1.0 for no regression) against ``ratio * n`` baseline ones, one-sided pooled t-test on log latency at
     level ``alpha``. Returns ``detected`` (count), ``canaries`` and ``rate`` (fraction detected)."""
-    from scipy.stats import t as student_t
+    from scipy.special import stdtrit    # the Student t quantile (scipy.stats.t.ppf calls it)
 
     r = checks.positive("regression", regression)
     _, s, a, k = _args(1.5, sigma_log, alpha, ratio)
@@ -80,21 +97,22 @@ def simulate_canaries(n: int, regression: float, sigma_log: float, *, alpha: flo
     df = n1 + n2 - 2
     pooled = ((n1 - 1) * x.var(axis=1, ddof=1) + (n2 - 1) * y.var(axis=1, ddof=1)) / df
     tstat = (x.mean(axis=1) - y.mean(axis=1)) / np.sqrt(pooled * (1.0 / n1 + 1.0 / n2))
-    detected = int((tstat > student_t.ppf(1 - a, df)).sum())
+    detected = int((tstat > stdtrit(df, 1 - a)).sum())
     return {"detected": detected, "canaries": m, "rate": detected / m}
 
 
 def binomial_interval(successes: int, trials: int, confidence: float = 0.99) -> tuple[float, float]:
-    """Clopper-Pearson interval of a binomial proportion."""
-    from scipy.stats import beta
+    """Clopper-Pearson interval of a binomial proportion (beta quantiles: scipy.special.betaincinv, what
+    scipy.stats.beta.ppf computes)."""
+    from scipy.special import betaincinv
 
     n = checks.integer("trials", trials)
     x = checks.integer("successes", successes, minimum=0)
     if x > n:
         raise ValueError(f"successes must be <= trials ({n}), got {x}")
     c = checks.open_unit("confidence", confidence)
-    lo = 0.0 if x == 0 else float(beta.ppf((1 - c) / 2, x, n - x + 1))
-    hi = 1.0 if x == n else float(beta.ppf(1 - (1 - c) / 2, x + 1, n - x))
+    lo = 0.0 if x == 0 else float(betaincinv(x, n - x + 1, (1 - c) / 2))
+    hi = 1.0 if x == n else float(betaincinv(x + 1, n - x, 1 - (1 - c) / 2))
     return lo, hi
 
 
