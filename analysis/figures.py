@@ -42,8 +42,9 @@ from analysis.provenance import (git_info, notebook_sha256, package_versions, po
                                  sha256_file, to_jsonable)
 
 __all__ = [
-    "PALETTE", "SINGLE_COLUMN", "FULL_WIDTH", "PNG_DPI", "PREVIEW_PNG_DPI", "FIG_ID_PATTERN", "INDEX_NAME", "GALLERY_NAME",
-    "use_house_style", "subplots", "label_axes", "NotebookOutputs", "load_index", "render_gallery",
+    "PALETTE", "SINGLE_COLUMN", "FULL_WIDTH", "PNG_DPI", "PREVIEW_PNG_DPI", "FIG_ID_PATTERN", "INDEX_NAME",
+    "GALLERY_NAME", "use_house_style", "subplots", "label_axes", "log_axis", "sparse_log_minor_ticks",
+    "plain_log_ticks", "NotebookOutputs", "load_index", "render_gallery",
     "data_kind", "citation_key", "canonical_svg", "regenerate_command",
 ]
 
@@ -208,6 +209,20 @@ def sparse_log_minor_ticks(fig: Figure, min_decades: float = 2.0) -> None:
             if lo > 0 and hi / lo >= 10.0 ** min_decades:
                 axis.set_minor_locator(mticker.LogLocator(subs=(2.0, 5.0)))
                 axis.set_minor_formatter(mticker.NullFormatter())
+
+
+def plain_log_ticks(fig: Figure, min_decades: float = 2.0) -> None:
+    """On every log axis of ``fig``: decade labels as plain numbers (0.1, 10, 1,000) instead of mathtext
+    powers of ten (their layout is most of such a figure's rendering time), and :func:`sparse_log_minor_ticks`.
+    Only matplotlib's own log formatters are replaced (labels set by hand stay). Call after plotting (the view
+    limits decide)."""
+    import matplotlib.ticker as mticker
+
+    sparse_log_minor_ticks(fig, min_decades)
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() == "log" and isinstance(axis.get_major_formatter(), mticker.LogFormatter):
+                axis.set_major_formatter("{x:,g}")
 
 
 def label_axes(ax, x: str | None = None, x_unit: str | None = None, y: str | None = None,

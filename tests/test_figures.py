@@ -631,3 +631,19 @@ def test_log_axis_sets_log_scale_without_minor_labels():
     with pytest.raises(ValueError, match="which"):
         figures.log_axis(ax, "z")
     plt.close(fig)
+
+
+def test_plain_log_ticks_labels_decades_as_plain_numbers():
+    fig, (ax, fixed) = plt.subplots(1, 2, figsize=(8, 3))
+    ax.plot([0.1, 1000.0], [1.0, 2.0])
+    ax.set_xscale("log")
+    fixed.plot([1.0, 100.0], [1.0, 2.0])
+    fixed.set_xscale("log")
+    fixed.set_xticks([1.0, 100.0], ["one", "hundred"])
+    figures.plain_log_ticks(fig)
+    fmt = ax.xaxis.get_major_formatter()
+    assert [fmt(v) for v in (0.1, 1.0, 1000.0)] == ["0.1", "1", "1,000"]
+    assert [round(t) for t in ax.xaxis.get_minorticklocs() if 1 < t < 100] == [2, 5, 20, 50]
+    assert [t.get_text() for t in fixed.get_xticklabels()] == ["one", "hundred"]    # fixed labels kept
+    assert ax.yaxis.get_scale() == "linear"
+    plt.close(fig)
