@@ -2,6 +2,8 @@
 
 - :func:`t_interval`: mean of independent replications with a Student-t interval (replications of a
   simulation are independent and their means roughly normal: the usual method of independent replications).
+- :func:`poisson_rate_interval`: a rate from an event count over an exposure (e.g. false pages per month),
+  with the exact (Garwood) chi-square interval.
 - :func:`quantile_interval`: a quantile of one i.i.d. sample (e.g. the p99 of simulated response times) with
   the distribution-free order-statistic interval: the number of observations below the true q-quantile is
   Binomial(n, q), so the order statistics at that binomial's central interval bracket it with at least the
@@ -22,7 +24,7 @@ from analysis._lazy import lazy_module
 
 special = lazy_module("scipy.special")    # imported on first use
 
-__all__ = ["t_interval", "quantile_interval", "binomial_quantile"]
+__all__ = ["t_interval", "quantile_interval", "binomial_quantile", "poisson_rate_interval"]
 
 
 def t_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -72,3 +74,16 @@ def quantile_interval(sample, q: float, confidence: float = 0.95) -> tuple[float
     lo = binomial_quantile((1 - level) / 2, x.size, q)
     hi = binomial_quantile((1 + level) / 2, x.size, q)
     return float(np.quantile(x, q)), float(x[max(lo - 1, 0)]), float(x[min(hi, x.size - 1)])
+
+
+def poisson_rate_interval(count: int, exposure: float, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(rate, low, high) of a Poisson process from ``count`` events over ``exposure`` (in the rate's time unit,
+    e.g. months): the exact (Garwood) interval chi2((1-c)/2; 2k)/2 .. chi2((1+c)/2; 2k+2)/2, divided by the
+    exposure; low is 0 when no event was seen."""
+    k = checks.integer("count", count, 0)
+    t = checks.positive("exposure", exposure)
+    level = checks.open_unit("confidence", confidence)
+    # chi-square quantiles as scipy.stats.chi2.ppf computes them: 2 * gammaincinv(df / 2, p)
+    low = float(2 * special.gammaincinv(k, (1 - level) / 2)) / 2 / t if k > 0 else 0.0
+    high = float(2 * special.gammaincinv(k + 1, (1 + level) / 2)) / 2 / t
+    return k / t, low, high

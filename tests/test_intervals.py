@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from analysis.intervals import binomial_quantile, quantile_interval, t_interval
+from analysis.intervals import binomial_quantile, poisson_rate_interval, quantile_interval, t_interval
 
 
 def test_t_interval_is_the_student_t_interval():
@@ -66,3 +66,26 @@ def test_quantile_interval_matches_the_binomial_order_statistics():
 def test_quantile_interval_rejects_bad_input(kwargs, name):
     with pytest.raises(ValueError, match=name):
         quantile_interval(**kwargs)
+
+
+@pytest.mark.parametrize("count", [0, 1, 3, 17, 250])
+def test_poisson_rate_interval_is_the_garwood_interval(count):
+    rate, lo, hi = poisson_rate_interval(count, 2.5)
+    assert rate == count / 2.5
+    assert lo == pytest.approx(stats.chi2.ppf(0.025, 2 * count) / 2 / 2.5 if count else 0.0, rel=1e-13)
+    assert hi == pytest.approx(stats.chi2.ppf(0.975, 2 * count + 2) / 2 / 2.5, rel=1e-13)
+
+
+def test_poisson_rate_interval_covers_as_promised():
+    rng = np.random.default_rng(5)
+    true_rate, exposure = 1.7, 3.0
+    hits = sum(lo <= true_rate <= hi for lo, hi in
+               (poisson_rate_interval(int(k), exposure)[1:] for k in rng.poisson(true_rate * exposure, 2_000)))
+    assert hits / 2_000 >= 0.95 - 3 * math.sqrt(0.95 * 0.05 / 2_000)     # exact interval: conservative
+
+
+@pytest.mark.parametrize("kwargs, name", [(dict(count=-1, exposure=1.0), "count"), (dict(count=2, exposure=0.0), "exposure"),
+                                          (dict(count=2, exposure=1.0, confidence=1.0), "confidence")])
+def test_poisson_rate_interval_rejects_bad_input(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        poisson_rate_interval(**kwargs)
