@@ -75,8 +75,8 @@ def split(policy: str, demand, servers, service_rate, rtt, *, spill_threshold: f
     F = np.zeros((n, n))
     load = np.zeros(n)
 
-    def mean_resp(x, j):
-        return theory.mmc_metrics(x, mu, int(c[j]))["mean_response"] if x < cap[j] else np.inf
+    def mean_resp(x, j):   # M/M/c mean response (s); no quantiles: each would cost a root search
+        return theory.mmc_metrics(x, mu, int(c[j]), quantiles=())["mean_response"] if x < cap[j] else np.inf
 
     for i in np.argsort(-lam):             # the largest demand first, in small chunks
         chunk = lam[i] / steps
@@ -87,8 +87,9 @@ def split(policy: str, demand, servers, service_rate, rtt, *, spill_threshold: f
                 if new >= cap[j] * 0.999:
                     continue
                 # marginal total latency: the chunk's own latency + the extra delay it causes to load[j]
-                cost = chunk * (rtt[i, j] + mean_resp(new, j)) + load[j] * (mean_resp(new, j) - mean_resp(load[j], j)) \
-                    if load[j] > 0 else chunk * (rtt[i, j] + mean_resp(new, j))
+                r_new = mean_resp(new, j)
+                cost = chunk * (rtt[i, j] + r_new) + load[j] * (r_new - mean_resp(load[j], j)) \
+                    if load[j] > 0 else chunk * (rtt[i, j] + r_new)
                 if cost < best_cost:
                     best, best_cost = j, cost
             if best is None:
@@ -113,8 +114,8 @@ def user_latency(F, servers, service_rate, rtt, q: float = 0.99) -> dict:
     if np.any(util >= 1):
         return out | {"mean": np.inf, "quantile": np.inf}
     w = F / F.sum()
-    mean_r = np.array([theory.mmc_metrics(lam_in[j], mu, int(c[j]))["mean_response"] if lam_in[j] > 0 else 1 / mu
-                       for j in range(c.size)])
+    mean_r = np.array([theory.mmc_metrics(lam_in[j], mu, int(c[j]), quantiles=())["mean_response"]
+                       if lam_in[j] > 0 else 1 / mu for j in range(c.size)])
     out["mean"] = float((w * (rtt + mean_r[None, :])).sum())
 
     def sf(t):

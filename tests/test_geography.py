@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis import geography, station
+from analysis import geography, station, theory
 
 RTT = np.array([[0.01, 0.08, 0.20], [0.08, 0.01, 0.15], [0.20, 0.15, 0.01]])
 SERVERS = [10, 10, 10]
@@ -57,3 +57,31 @@ def test_bad_parameters(kwargs, name):
     args = dict(policy="nearest", demand=[50.0, 40.0, 30.0], servers=SERVERS, service_rate=MU, rtt=RTT) | kwargs
     with pytest.raises(ValueError, match=name):
         geography.split(args.pop("policy"), **args)
+
+
+def test_latency_aware_split_is_the_greedy_on_mmc_mean_responses():
+    """The greedy as first written (theory.mmc_metrics with its default quantiles, which split does not
+    need): the same routing matrix, bit for bit, and the same latencies."""
+    demand, c, mu = [92.0, 40.0, 50.0], [SERVERS[0]] * 3, MU
+    rtt = np.asarray(RTT)
+    lam, cap = np.asarray(demand), np.asarray(c) * mu
+    ref, load = np.zeros((3, 3)), np.zeros(3)
+
+    def mean_resp(x, j):
+        return theory.mmc_metrics(x, mu, c[j])["mean_response"] if x < cap[j] else np.inf
+
+    for i in np.argsort(-lam):
+        chunk = lam[i] / 60
+        for _ in range(60):
+            costs = [np.inf if load[j] + chunk >= cap[j] * 0.999 else
+                     chunk * (rtt[i, j] + mean_resp(load[j] + chunk, j))
+                     + (load[j] * (mean_resp(load[j] + chunk, j) - mean_resp(load[j], j)) if load[j] > 0 else 0.0)
+                     for j in range(3)]
+            best = int(np.argmin(costs))
+            ref[i, best] += chunk
+            load[best] += chunk
+    F = geography.split("latency_aware", demand, c, mu, rtt, steps=60)
+    np.testing.assert_array_equal(F, ref)
+    lat = geography.user_latency(F, c, mu, rtt)
+    assert lat["mean"] == float((F / F.sum() * (rtt + np.array(
+        [theory.mmc_metrics(x, mu, c[j])["mean_response"] for j, x in enumerate(F.sum(axis=0))])[None, :])).sum())
