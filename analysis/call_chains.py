@@ -23,11 +23,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import optimize
 
 from analysis._lazy import lazy_module
 
-stats = lazy_module("scipy.stats")    # imported on first use (about 1 CPU-s)
+optimize = lazy_module("scipy.optimize")    # imported on first use
+special = lazy_module("scipy.special")    # imported on first use
 
 from analysis import checks, theory
 from analysis.topology import Dist, Exponential
@@ -44,13 +44,26 @@ def _rates(name: str, rates) -> np.ndarray:
     return r
 
 
+def _erlang_sf(x, k: int):
+    """P(Erlang(k, rate 1) > x): scipy.stats.gamma.sf(x, k)'s formula, without importing scipy.stats."""
+    x = np.asarray(x, dtype=float)
+    with np.errstate(invalid="ignore"):
+        out = np.where(x > 0, special.gammaincc(k, np.where(x > 0, x, 1.0)), 1.0)
+    return np.where(np.isnan(x), np.nan, out)[()]
+
+
+def _erlang_ppf(q: float, k: int) -> float:
+    """q-quantile of Erlang(k, rate 1), q in (0, 1): scipy.stats.gamma.ppf(q, k)'s formula."""
+    return float(special.gammaincinv(k, q))
+
+
 def hypoexponential_survival(rates, t):
     """P(X_1 + ... + X_n > t), X_i independent Exponential(rates[i]) (rates in 1/s, t in s).
     Equal rates: Erlang (gamma) survival; otherwise the phase-type form exp(t Q) (scipy expm)."""
     r = _rates("rates", rates)
     t = np.asarray(t, dtype=float)
     if np.allclose(r, r[0], rtol=1e-12, atol=0):
-        out = stats.gamma.sf(t * r[0], r.size)
+        out = _erlang_sf(t * r[0], r.size)
         return float(out) if np.ndim(out) == 0 else out
     from scipy.linalg import expm
     q = np.diag(-r) + np.diag(r[:-1], 1)
@@ -65,7 +78,7 @@ def hypoexponential_quantile(rates, q) -> float:
     r = _rates("rates", rates)
     q = checks.open_unit("q", q)
     if np.allclose(r, r[0], rtol=1e-12, atol=0):
-        return float(stats.gamma.ppf(q, r.size) / r[0])
+        return float(_erlang_ppf(q, r.size) / r[0])
     hi = float(np.sum(1.0 / r))
     while hypoexponential_survival(r, hi) > 1.0 - q:
         hi *= 2.0
@@ -91,7 +104,7 @@ def chain_response(arrival_rate, service_rate, depth, quantiles=(0.5, 0.99)) -> 
     out = {"mean_response": n / theta}
     for q in quantiles:
         q = checks.open_unit("quantile", q)
-        out[f"p{q * 100:g}_response"] = float(stats.gamma.ppf(q, n) / theta)
+        out[f"p{q * 100:g}_response"] = float(_erlang_ppf(q, n) / theta)
     return out
 
 

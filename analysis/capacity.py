@@ -81,11 +81,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, special
 
 from analysis import checks, theory
 from analysis._lazy import lazy_module
 
+optimize = lazy_module("scipy.optimize")    # imported on first use
+special = lazy_module("scipy.special")    # imported on first use
 stats = lazy_module("scipy.stats")    # imported on first use (about 3 s)
 
 __all__ = [
@@ -1366,14 +1367,14 @@ def _ratio_estimate(num: np.ndarray, den: np.ndarray) -> tuple[np.ndarray, np.nd
     mean_d = tot_d / r
     with np.errstate(invalid="ignore", divide="ignore"):
         se = np.sqrt((resid ** 2).sum(axis=0) / (r - 1) / r) / mean_d
-    return est, np.where(tot_d > 0, stats.t.ppf(0.975, r - 1) * se, np.nan)
+    return est, np.where(tot_d > 0, special.stdtrit(r - 1, 0.975) * se, np.nan)
 
 
 def _t_half_width(values: np.ndarray) -> float:
     v = values[np.isfinite(values)]
     if len(v) < 2 or len(v) < len(values):
         return math.nan if len(v) < len(values) else 0.0
-    return float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+    return float(special.stdtrit(len(v) - 1, 0.975) * v.std(ddof=1) / math.sqrt(len(v)))
 
 
 def simulate_policy(demand: pd.Series, servers, service_rate, slo: SLO, *, name: str = "policy",
@@ -1588,7 +1589,7 @@ def _simulation_result(dem: pd.Series, slo: SLO, name: str, outs: list[dict], se
         finite = np.isfinite(per_rep_q).all(axis=0)
         sd = np.full(n_int, np.inf)
         sd[finite] = per_rep_q[:, finite].std(axis=0, ddof=1)
-        q_half = stats.t.ppf(0.975, reps - 1) * sd / math.sqrt(reps)
+        q_half = special.stdtrit(reps - 1, 0.975) * sd / math.sqrt(reps)
     if slo.kind == "wait_exceeds":
         value, half = np.nan_to_num(p_exc), p_exc_half
     else:  # an interval without a simulated request has nothing to miss

@@ -6,9 +6,11 @@ split of Poisson streams keeps every region's input Poisson, so the closed forms
 from __future__ import annotations
 
 import numpy as np
-from scipy import optimize
 
 from analysis import checks, theory
+from analysis._lazy import lazy_module
+
+optimize = lazy_module("scipy.optimize")    # imported on first use
 
 GEO_POLICIES = ("nearest", "spill_over", "latency_aware")
 

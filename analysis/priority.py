@@ -271,7 +271,7 @@ def summarise(per_replication, confidence: float = 0.95):
     ``<metric>_hi``); the input is :func:`replicate`'s DataFrame. Needs >= 2 replications for an interval
     (with one, lo = hi = the estimate)."""
     import pandas as pd
-    from scipy import stats
+    from scipy.special import stdtrit    # the t quantile (= scipy.stats.t.ppf) without importing scipy.stats
 
     lvl = checks.open_unit("confidence", confidence)
     metrics = [c for c in per_replication.columns if c not in ("replication", "customer_class", "n")]
@@ -281,7 +281,7 @@ def summarise(per_replication, confidence: float = 0.95):
         for mcol in metrics:
             x = g[mcol].to_numpy(dtype=float)
             mean = float(x.mean())
-            half = (float(stats.t.ppf(0.5 + lvl / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
+            half = (float(stdtrit(x.size - 1, 0.5 + lvl / 2) * x.std(ddof=1) / math.sqrt(x.size))
                     if x.size > 1 else 0.0)
             row.update({mcol: mean, f"{mcol}_lo": mean - half, f"{mcol}_hi": mean + half})
         rows[k] = row

@@ -36,9 +36,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, special
 
 from analysis import checks, theory
+from analysis._lazy import lazy_module
+
+optimize = lazy_module("scipy.optimize")    # imported on first use
+special = lazy_module("scipy.special")    # imported on first use
 
 __all__ = [
     "leaf_latency", "fanout_quantiles", "sample_fanout", "hedged_survival", "hedged_quantile",

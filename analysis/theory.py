@@ -40,11 +40,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, special
 
 from analysis import checks
 from analysis._lazy import lazy_module
 
+optimize = lazy_module("scipy.optimize")    # imported on first use
+special = lazy_module("scipy.special")    # imported on first use
 stats = lazy_module("scipy.stats")    # imported on first use (about 3 s)
 
 __all__ = [
@@ -454,7 +455,8 @@ def halfin_whitt_alpha(beta) -> float:
 
 
 def _hw_alpha(beta: float) -> float:
-    ratio = math.exp(stats.norm.logcdf(beta) - stats.norm.logpdf(beta))
+    # log Phi(beta) - log phi(beta), as scipy.stats.norm computes them, without importing scipy.stats
+    ratio = math.exp(special.log_ndtr(beta) - (-beta ** 2 / 2.0 - math.log(math.sqrt(2 * math.pi))))
     return 1.0 / (1.0 + beta * ratio)
 
 

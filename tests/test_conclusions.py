@@ -80,6 +80,11 @@ def test_coverage_verdict_follows_the_count(covered, total, verdict, consistent)
 def test_coverage_verdict_p_value_is_the_binomial_tail():
     assert coverage_verdict(20, 20).p_value == 1.0
     assert coverage_verdict(17, 20).p_value == pytest.approx(0.0755, abs=1e-4)  # P(Bin(20, .05) >= 3)
+    from scipy import stats
+    for total in (1, 8, 20, 100, 400):
+        for covered in range(0, total + 1, max(1, total // 9)):
+            expected = stats.binom.sf(total - covered - 1, total, 0.05)
+            assert coverage_verdict(covered, total).p_value == pytest.approx(expected, rel=1e-9, abs=1e-300)
 
 
 @pytest.mark.parametrize("kwargs,name", [

@@ -56,6 +56,17 @@ def test_parameters_cell_declares_quick_seed_data_dir(notebook):
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOK_PARAMS)
+def test_papermill_sees_every_parameter(notebook):
+    # `papermill --help-notebook` and papermill's "Passed unknown parameter" check parse the cell themselves;
+    # a line with a second "=" (e.g. in its comment) hides that parameter from them
+    from papermill.inspection import inspect_notebook
+
+    ours = set(reproduce.notebook_parameters(notebook))
+    theirs = set(inspect_notebook(str(notebook)))
+    assert ours == theirs, (f"{notebook.name}: papermill does not see {sorted(ours - theirs)}; keep '=' out of "
+                            "those lines' comments")
+
+@pytest.mark.parametrize("notebook", NOTEBOOK_PARAMS)
 def test_source_notebook_has_no_outputs_and_uses_the_kit_kernel(notebook):
     nb = nbformat.read(str(notebook), as_version=4)
     stored = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]

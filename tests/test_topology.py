@@ -8,6 +8,7 @@ import ciw
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from analysis import theory
 from analysis.topology import (
@@ -65,6 +66,47 @@ def test_spec_scipy_equivalents():
         d = spec.scipy()
         assert d.mean() == pytest.approx(spec.mean, rel=1e-9)
         assert d.var() / d.mean() ** 2 == pytest.approx(spec.scv, rel=1e-9)
+
+
+@pytest.mark.parametrize("spec", [Exponential(0.01), Exponential(rate=3.7), Gamma(0.02, scv=0.3),
+                                  Gamma(5.0, shape=4), Gamma(0.3, scv=7.0), Lognormal(0.01, scv=2.0),
+                                  Lognormal(2.0, sigma=1.3)], ids=repr)
+def test_closed_forms_are_scipy_stats_bit_for_bit(spec):
+    # cdf/sf/ppf/isf avoid importing scipy.stats but must give its numbers exactly, edges included
+    xs = np.r_[-1.0, 0.0, np.geomspace(1e-6, 1e4, 200), np.inf, np.nan]
+    qs = np.r_[-0.1, 0.0, 1e-300, np.linspace(1e-12, 1 - 1e-12, 201), 1.0, 1.1, np.nan]
+    frozen = spec.scipy()
+    for method, args in (("cdf", xs), ("sf", xs), ("ppf", qs), ("isf", qs)):
+        ours, theirs = getattr(spec, method)(args), getattr(frozen, method)(args)
+        np.testing.assert_array_equal(ours, theirs, err_msg=f"{spec!r}.{method}")
+        for v in args[::23]:
+            one = getattr(spec, method)(v)
+            assert np.ndim(one) == 0
+            assert one == getattr(frozen, method)(v) or (np.isnan(one) and np.isnan(getattr(frozen, method)(v)))
+    mix = HyperExponential(1.0, scv=4.0)        # its components are Exponential specs now
+    p, r1, r2 = mix._params
+    assert mix.sf(0.7) == p * stats.expon(scale=1 / r1).sf(0.7) + (1 - p) * stats.expon(scale=1 / r2).sf(0.7)
+
+
+def test_common_paths_do_not_import_scipy_stats():
+    # scipy.stats costs about 1 CPU-s of imports per notebook; closed forms, t-intervals and coverage
+    # verdicts use scipy.special instead
+    import subprocess
+    import sys
+    code = (
+        "import sys\n"
+        "from analysis import call_chains, theory, validation\n"
+        "from analysis.simulation import run_trials\n"
+        "from analysis.topology import Exponential, Lognormal, Gamma, ServiceGraph, Service\n"
+        "Lognormal(0.01, scv=2.0).isf(1e-3); Gamma(1.0, scv=0.5).cdf(0.3); Exponential(2.0).ppf(0.99)\n"
+        "call_chains.chain_response(5.0, 10.0, 3); call_chains.hypoexponential_quantile([2.0, 2.0], 0.9)\n"
+        "theory.halfin_whitt_alpha(0.5); validation.coverage_verdict(17, 20)\n"
+        "g = ServiceGraph([Service('a', 1, Exponential(rate=10.0))], {'a': 5.0})\n"
+        "run_trials(g, replications=3, horizon=50.0, seed=1)\n"
+        "assert 'scipy.stats' not in sys.modules, 'scipy.stats was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 @pytest.mark.parametrize("make, culprit", [
@@ -505,17 +547,17 @@ def test_mixture_runs_in_ciw_with_the_right_moments():
 
 
 def test_closed_form_helpers_build_the_frozen_scipy_distribution_once(monkeypatch):
-    # cdf/sf/ppf/isf reuse one frozen scipy.stats distribution per distinct spec (root finders call
-    # them thousands of times), with the values of a freshly built one
+    # specs whose cdf/sf/ppf/isf come from scipy.stats (Uniform) reuse one frozen distribution per
+    # distinct spec (root finders call them thousands of times), with the values of a freshly built one
     from analysis import topology
     built = []
-    original = topology.Gamma.scipy
-    monkeypatch.setattr(topology.Gamma, "scipy", lambda self: built.append(self) or original(self))
+    original = topology.Uniform.scipy
+    monkeypatch.setattr(topology.Uniform, "scipy", lambda self: built.append(self) or original(self))
     topology._frozen_scipy.cache_clear()
-    g = topology.Gamma(0.0123, scv=0.37)
-    values = [g.sf(0.01), g.cdf(0.01), g.ppf(0.5), g.isf(0.01), topology.Gamma(0.0123, scv=0.37).sf(0.01)]
+    u = topology.Uniform(low=0.01, high=0.03)
+    values = [u.sf(0.02), u.cdf(0.02), u.ppf(0.5), u.isf(0.01), topology.Uniform(low=0.01, high=0.03).sf(0.02)]
     assert len(built) == 1
-    fresh = original(g)
-    assert values == [fresh.sf(0.01), fresh.cdf(0.01), fresh.ppf(0.5), fresh.isf(0.01), fresh.sf(0.01)]
-    topology.Gamma(0.0123, scv=0.5).sf(0.01)       # another spec: its own distribution
+    fresh = original(u)
+    assert values == [fresh.sf(0.02), fresh.cdf(0.02), fresh.ppf(0.5), fresh.isf(0.01), fresh.sf(0.02)]
+    topology.Uniform(low=0.01, high=0.05).sf(0.02)       # another spec: its own distribution
     assert len(built) == 2
