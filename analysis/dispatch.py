@@ -11,8 +11,8 @@ that both agree). The balancer's view of the queue lengths may be stale: with
 """
 from __future__ import annotations
 
+import heapq
 import math
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -164,46 +164,136 @@ def simulate_pool(arrival_rate, service_rates, policy: str, horizon: float, *, w
     samples = None
     if policy == "power_of_d":
         samples = sample_distinct(rng, n, d, size=m)
-    in_system = [deque() for _ in range(n)]   # departure times of the requests at each server
-    last = [0.0] * n
-    board = [0] * n
-    next_refresh = 0.0
-    server = np.empty(m, dtype=np.int64)
-    response = np.empty(m)
-    everyone = range(n)
-    for j in range(m):
-        t = t_arr[j]
-        if fixed is not None:
-            i = int(fixed[j])
-        else:
-            if info > 0:
-                if t >= next_refresh:
-                    for k in everyone:
-                        q = in_system[k]
-                        while q and q[0] <= t:
-                            q.popleft()
-                        board[k] = len(q)
-                    next_refresh = (math.floor(t / info) + 1) * info
-                lengths = board
-                cand = everyone if policy == "jsq" else samples[j]
-            else:
-                cand = everyone if policy == "jsq" else samples[j]
-                for k in cand:
-                    q = in_system[k]
-                    while q and q[0] <= t:
-                        q.popleft()
-                lengths = [len(q) for q in in_system] if policy == "jsq" else {int(k): len(in_system[k]) for k in cand}
-            i = shortest(lengths, [int(k) for k in cand], rng)
-        start = last[i] if last[i] > t else t
-        w = work[j] / mus[i]
-        done = stalls[i].finish(start, w) if i in stalls else start + w
-        last[i] = done
-        in_system[i].append(done)
-        server[j] = i
-        response[j] = done - t
+    # The loop runs on Python floats and lists (numpy scalar indexing costs several times more); the
+    # arithmetic is the same IEEE double arithmetic, so the results do not depend on it.
+    ta = t_arr.tolist()
+    if fixed is not None:
+        server, response = _serve_fixed(ta, work.tolist(), fixed.tolist(), mus.tolist(), stalls)
+    else:
+        server, response = _serve_queue_aware(ta, work.tolist(), mus.tolist(), stalls, policy == "jsq",
+                                              None if samples is None else samples.tolist(), info, rng)
+    server = np.asarray(server, dtype=np.int64)
+    response = np.asarray(response, dtype=float)
     keep = t_arr >= warmup
     frame = pd.DataFrame({"arrival": t_arr[keep], "server": server[keep], "response": response[keep]})
     return PoolRun(frame, policy, lam, mus)
+
+
+def _serve_fixed(ta: list, work: list, fixed: list, mus: list, stalls: dict) -> tuple[list, list]:
+    """FIFO service when the server of every request is known in advance (random, round-robin,
+    capacity-weighted): per server the Lindley recursion done = max(last, t) + work / mu."""
+    last = [0.0] * len(mus)
+    stall_of = [stalls.get(i) for i in range(len(mus))]
+    response = [0.0] * len(ta)
+    for j, i in enumerate(fixed):
+        t = ta[j]
+        start = last[i] if last[i] > t else t
+        st = stall_of[i]
+        done = st.finish(start, work[j] / mus[i]) if st is not None else start + work[j] / mus[i]
+        last[i] = done
+        response[j] = done - t
+    return fixed, response
+
+
+def _uniform_below(rng: np.random.Generator):
+    """A function k -> integer uniform in [0, k) giving the same numbers, in the same order, as successive
+    ``int(rng.integers(k))`` calls (numpy's Lemire method on the generator's 32-bit outputs, which a PCG64
+    generator serves as the low, then the high half of each 64-bit output), at a tenth of the cost of a
+    ``rng.integers`` call. Other bit generators get ``rng.integers`` itself. After the first call, ``rng``
+    must not be used elsewhere (the function reads ahead from its bit generator)."""
+    bitgen = rng.bit_generator
+    if type(bitgen).__name__ != "PCG64":
+        return lambda k: int(rng.integers(k))
+    state = bitgen.state
+    pending = [state["uinteger"]] if state["has_uint32"] else []
+    buf: list = []
+    pos = 0
+
+    def next32() -> int:
+        nonlocal buf, pos
+        if pos == len(buf):
+            raw = bitgen.random_raw(1024)
+            halves = np.empty((raw.size, 2), dtype=np.uint64)
+            halves[:, 0] = raw & np.uint64(0xFFFFFFFF)
+            halves[:, 1] = raw >> np.uint64(32)
+            buf = pending + halves.ravel().tolist()
+            pending.clear()
+            pos = 0
+        pos += 1
+        return buf[pos - 1]
+
+    def below(k: int) -> int:
+        if k <= 1:
+            return 0                     # numpy draws nothing for a range of one value
+        m = next32() * k
+        leftover = m & 0xFFFFFFFF
+        if leftover < k:
+            threshold = (0x100000000 - k) % k
+            while leftover < threshold:
+                m = next32() * k
+                leftover = m & 0xFFFFFFFF
+        return m >> 32
+
+    return below
+
+
+def _serve_queue_aware(ta: list, work: list, mus: list, stalls: dict, jsq: bool, samples, info: float,
+                       rng: np.random.Generator) -> tuple[list, list]:
+    """FIFO service when the balancer picks a shortest queue among all servers (``jsq``) or among the
+    sampled ones (``samples``, power-of-d), seeing exact queue lengths or (``info`` > 0) a board refreshed
+    every ``info`` seconds; ties are broken as :func:`shortest` breaks them. The number present at each
+    server is kept from one heap of (departure instant, server) of the requests present."""
+    n = len(mus)
+    below = _uniform_below(rng)
+    last = [0.0] * n
+    stall_of = [stalls.get(i) for i in range(n)]
+    counts = [0] * n                  # requests present at each server
+    present: list = []                # heap of (departure instant, server)
+    board = counts
+    next_refresh = 0.0
+    everyone = range(n)
+    m = len(ta)
+    server = [0] * m
+    response = [0.0] * m
+    pop, push = heapq.heappop, heapq.heappush
+    for j in range(m):
+        t = ta[j]
+        if info > 0:
+            if t >= next_refresh:
+                while present and present[0][0] <= t:
+                    counts[pop(present)[1]] -= 1
+                board = counts[:]
+                next_refresh = (math.floor(t / info) + 1) * info
+        else:
+            while present and present[0][0] <= t:
+                counts[pop(present)[1]] -= 1
+            board = counts
+        if jsq:
+            best = min(board)
+            ties = board.count(best)
+            if ties == 1:
+                i = board.index(best)
+            else:
+                i = [k for k in everyone if board[k] == best][below(ties)]
+        else:
+            cand = samples[j]
+            if len(cand) == 2:
+                a, b = cand
+                la, lb = board[a], board[b]
+                i = a if la < lb else b if lb < la else (a, b)[below(2)]
+            else:
+                best = min(board[k] for k in cand)
+                tied = [k for k in cand if board[k] == best]
+                i = tied[0] if len(tied) == 1 else tied[below(len(tied))]
+        start = last[i] if last[i] > t else t
+        st = stall_of[i]
+        done = st.finish(start, work[j] / mus[i]) if st is not None else start + work[j] / mus[i]
+        last[i] = done
+        counts[i] += 1
+        push(present, (done, i))
+        server[j] = i
+        response[j] = done - t
+    return server, response
 
 
 def sweep(loads, servers: int, service_rate: float, policies=POLICIES, *, horizon_requests: int, seed: int = 0,

@@ -77,8 +77,8 @@ def split(policy: str, demand, servers, service_rate, rtt, *, spill_threshold: f
     F = np.zeros((n, n))
     load = np.zeros(n)
 
-    def mean_resp(x, j):
-        return theory.mmc_metrics(x, mu, int(c[j]))["mean_response"] if x < cap[j] else np.inf
+    def mean_resp(x, j):   # M/M/c mean response (s); no quantiles: each would cost a root search
+        return theory.mmc_metrics(x, mu, int(c[j]), quantiles=())["mean_response"] if x < cap[j] else np.inf
 
     for i in np.argsort(-lam):             # the largest demand first, in small chunks
         chunk = lam[i] / steps
@@ -89,8 +89,9 @@ def split(policy: str, demand, servers, service_rate, rtt, *, spill_threshold: f
                 if new >= cap[j] * 0.999:
                     continue
                 # marginal total latency: the chunk's own latency + the extra delay it causes to load[j]
-                cost = chunk * (rtt[i, j] + mean_resp(new, j)) + load[j] * (mean_resp(new, j) - mean_resp(load[j], j)) \
-                    if load[j] > 0 else chunk * (rtt[i, j] + mean_resp(new, j))
+                r_new = mean_resp(new, j)
+                cost = chunk * (rtt[i, j] + r_new) + load[j] * (r_new - mean_resp(load[j], j)) \
+                    if load[j] > 0 else chunk * (rtt[i, j] + r_new)
                 if cost < best_cost:
                     best, best_cost = j, cost
             if best is None:
@@ -115,8 +116,8 @@ def user_latency(F, servers, service_rate, rtt, q: float = 0.99) -> dict:
     if np.any(util >= 1):
         return out | {"mean": np.inf, "quantile": np.inf}
     w = F / F.sum()
-    mean_r = np.array([theory.mmc_metrics(lam_in[j], mu, int(c[j]))["mean_response"] if lam_in[j] > 0 else 1 / mu
-                       for j in range(c.size)])
+    mean_r = np.array([theory.mmc_metrics(lam_in[j], mu, int(c[j]), quantiles=())["mean_response"]
+                       if lam_in[j] > 0 else 1 / mu for j in range(c.size)])
     out["mean"] = float((w * (rtt + mean_r[None, :])).sum())
 
     def sf(t):
@@ -129,5 +130,53 @@ def user_latency(F, servers, service_rate, rtt, q: float = 0.99) -> dict:
         return total - (1 - q)
 
     hi = float(rtt.max() + 50 * mean_r.max() + 1.0)
-    out["quantile"] = float(optimize.brentq(sf, 0.0, hi, xtol=1e-6))
+    out["quantile"] = float(_brentq(sf, 0.0, hi, xtol=1e-6))
     return out
+
+
+def _brentq(f, a: float, b: float, xtol: float, rtol: float = 4 * 2.220446049250313e-16, maxiter: int = 100):
+    """Root of ``f`` in [a, b] by Brent's method: scipy.optimize.brentq's algorithm step for step (its C
+    code, ``scipy/optimize/Zeros/brentq.c``), so the same root to the last bit (tested), without importing
+    scipy.optimize (about 0.3 CPU-s, the only part of it this module needs)."""
+    xpre, xcur = float(a), float(b)
+    xblk = fblk = spre = scur = 0.0
+    fpre, fcur = float(f(xpre)), float(f(xcur))
+    if fpre != fpre or fcur != fcur:
+        raise ValueError(f"the function is NaN at an end of the bracket [{a}, {b}]")
+    if fpre == 0:
+        return xpre
+    if fcur == 0:
+        return xcur
+    if (fpre < 0) == (fcur < 0):
+        raise ValueError(f"f(a) and f(b) must have different signs, got f({a})={fpre}, f({b})={fcur}")
+    for _ in range(maxiter):
+        if fpre != 0 and fcur != 0 and (fpre < 0) != (fcur < 0):
+            xblk, fblk = xpre, fpre
+            spre = scur = xcur - xpre
+        if abs(fblk) < abs(fcur):
+            xpre, xcur, xblk = xcur, xblk, xcur
+            fpre, fcur, fblk = fcur, fblk, fcur
+        delta = (xtol + rtol * abs(xcur)) / 2
+        sbis = (xblk - xcur) / 2
+        if fcur == 0 or abs(sbis) < delta:
+            return xcur
+        if abs(spre) > delta and abs(fcur) < abs(fpre):
+            if xpre == xblk:            # interpolate
+                stry = -fcur * (xcur - xpre) / (fcur - fpre)
+            else:                       # extrapolate
+                dpre = (fpre - fcur) / (xpre - xcur)
+                dblk = (fblk - fcur) / (xblk - xcur)
+                stry = -fcur * (fblk * dblk - fpre * dpre) / (dblk * dpre * (fblk - fpre))
+            bound = 3 * abs(sbis) - delta
+            if 2 * abs(stry) < (abs(spre) if abs(spre) < bound else bound):   # good short step
+                spre, scur = scur, stry
+            else:                                                            # bisect
+                spre = scur = sbis
+        else:
+            spre = scur = sbis
+        xpre, fpre = xcur, fcur
+        xcur += scur if abs(scur) > delta else (delta if sbis > 0 else -delta)
+        fcur = float(f(xcur))
+        if fcur != fcur:
+            raise ValueError(f"the function is NaN at {xcur}")
+    raise RuntimeError(f"Brent's method did not converge in {maxiter} iterations (last {xcur})")

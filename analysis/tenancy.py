@@ -56,30 +56,34 @@ def simulate_priority_station(arrivals, service_times, servers: int, classes, pr
     missing = sorted(set(cls) - set(priorities))
     if missing:
         raise ValueError(f"priorities has no entry for class(es) {missing}")
-    prio = np.array([priorities[k] for k in cls]) if t_arr.size else np.empty(0)
-    response = np.full(t_arr.size, math.nan)
-    n_in = np.zeros(t_arr.size, dtype=np.int64)
+    prio = [priorities[k] for k in cls.tolist()]
+    ta, sl = t_arr.tolist(), s.tolist()     # Python floats: several times faster to index than numpy's
+    resp = [math.nan] * t_arr.size
+    counts = [0] * t_arr.size
     waiting: list = []          # (priority, arrival index)
     busy: list = []             # departure instants of requests in service
+    pop, push = heapq.heappop, heapq.heappush
     present = 0
     j, n = 0, t_arr.size
     while j < n or busy:
-        if j < n and (not busy or t_arr[j] < busy[0]):   # next event: an arrival
-            t = t_arr[j]
-            n_in[j] = present
+        if j < n and (not busy or ta[j] < busy[0]):     # next event: an arrival
+            t = ta[j]
+            counts[j] = present
             present += 1
             if len(busy) < c:
-                heapq.heappush(busy, t + s[j])
-                response[j] = s[j]
+                push(busy, t + sl[j])
+                resp[j] = sl[j]
             else:
-                heapq.heappush(waiting, (prio[j], j))
+                push(waiting, (prio[j], j))
             j += 1
         else:                                             # a departure frees a server
-            t = heapq.heappop(busy)
+            t = pop(busy)
             present -= 1
             if waiting:
-                _, k = heapq.heappop(waiting)
-                heapq.heappush(busy, t + s[k])
-                response[k] = t + s[k] - t_arr[k]
+                _, k = pop(waiting)
+                push(busy, t + sl[k])
+                resp[k] = t + sl[k] - ta[k]
+    response = np.asarray(resp, dtype=float)
+    n_in = np.asarray(counts, dtype=np.int64)
     return pd.DataFrame({"arrival": t_arr, "customer_class": cls, "outcome": ADMITTED, "response": response,
                          "in_system": n_in})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -115,3 +116,44 @@ def test_piecewise_poisson_has_the_right_count_in_each_segment():
     counts = np.histogram(t, bins=[0, 100, 200, 300])[0]
     assert counts == pytest.approx([500, 2000, 500], rel=0.12)
     assert np.all(np.diff(t) >= 0)
+
+
+def _reference_station(t_arr, s, c, admission=None, classes=None):
+    """The station loop as first written (numpy scalars, a heap of the departures of the requests
+    present): simulate_station must give the same rows, bit for bit."""
+    import heapq
+    cls = np.full(t_arr.size, "all", dtype=object) if classes is None else np.asarray(classes, dtype=object)
+    free, present = [0.0] * c, []
+    outcome, response = np.empty(t_arr.size, dtype=object), np.full(t_arr.size, math.nan)
+    n_in = np.empty(t_arr.size, dtype=np.int64)
+    for j in range(t_arr.size):
+        t = t_arr[j]
+        while present and present[0] <= t:
+            heapq.heappop(present)
+        n_in[j] = len(present)
+        verdict = admission.decide(t, len(present), cls[j]) if admission is not None else station.ADMITTED
+        outcome[j] = verdict
+        if verdict != station.ADMITTED:
+            continue
+        done = max(free[0], t) + s[j]
+        heapq.heapreplace(free, done)
+        heapq.heappush(present, done)
+        response[j] = done - t
+    return pd.DataFrame({"arrival": t_arr, "customer_class": cls, "outcome": outcome, "response": response,
+                         "in_system": n_in})
+
+
+@pytest.mark.parametrize("servers", [1, 4])
+@pytest.mark.parametrize("make", [
+    lambda c: None, lambda c: admission.QueueCap(c + 2), lambda c: admission.TokenBucket(2.0, 2 * c),
+    lambda c: admission.PriorityShedding({"checkout": 16 * c, "browse": 2 * c}),
+    lambda c: admission.AdaptiveThrottle(admission.QueueCap(3 * c), seed=1),
+], ids=["none", "cap", "bucket", "shed", "throttle"])
+def test_station_gives_the_rows_of_the_reference_loop(servers, make):
+    rng = np.random.default_rng(9)
+    t = np.round(station.piecewise_poisson([0.0, 100.0, 150.0], [1.5, 6.0, 1.5], 400.0, rng), 1)  # equal instants
+    s = rng.exponential(servers / 2.0, t.size)
+    s[::13] = 0.0                                  # zero service: a request that leaves as it arrives
+    cls = np.where(rng.random(t.size) < 0.2, "checkout", "browse")
+    ours = station.simulate_station(t, s, servers, admission=make(servers), classes=cls)
+    pd.testing.assert_frame_equal(ours, _reference_station(t, s, servers, admission=make(servers), classes=cls))

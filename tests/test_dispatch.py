@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -149,3 +150,76 @@ def test_relaxation_time_is_morses_formula():
     assert dispatch.relaxation_time(0.81, 2.0) == pytest.approx(1 / (2.0 * 0.1 ** 2))
     with pytest.raises(ValueError, match="utilisation"):
         dispatch.relaxation_time(1.0, 1.0)
+
+
+def _reference_pool(lam, mus, policy, horizon, warmup, seed, d=2, info=0.0, stalls=None):
+    """The pool loop as first written (numpy scalars, one deque per server, dispatch.shortest with
+    rng.integers for ties): the fast loop of simulate_pool must give the same rows, bit for bit."""
+    from collections import deque
+    stalls = stalls or {}
+    mus = np.asarray(mus, dtype=float)
+    n = mus.size
+    rng = np.random.default_rng(seed)
+    count = int(lam * horizon + 6 * math.sqrt(lam * horizon) + 10)
+    t_arr = np.cumsum(rng.exponential(1.0 / lam, count))
+    t_arr = t_arr[t_arr < horizon]
+    m = t_arr.size
+    work = rng.exponential(1.0, m)
+    weights = mus * np.array([stalls[i].available if i in stalls else 1.0 for i in range(n)])
+    fixed = {"random": lambda: rng.integers(n, size=m),
+             "capacity_weighted": lambda: rng.choice(n, size=m, p=weights / weights.sum()),
+             "round_robin": lambda: (np.arange(m) + int(rng.integers(n))) % n}.get(policy, lambda: None)()
+    samples = dispatch.sample_distinct(rng, n, d, size=m) if policy == "power_of_d" else None
+    in_system, last, board, next_refresh = [deque() for _ in range(n)], [0.0] * n, [0] * n, 0.0
+    server, response = np.empty(m, dtype=np.int64), np.empty(m)
+    for j in range(m):
+        t = t_arr[j]
+        if fixed is not None:
+            i = int(fixed[j])
+        else:
+            cand = range(n) if policy == "jsq" else samples[j]
+            if info > 0:
+                if t >= next_refresh:
+                    for k in range(n):
+                        while in_system[k] and in_system[k][0] <= t:
+                            in_system[k].popleft()
+                        board[k] = len(in_system[k])
+                    next_refresh = (math.floor(t / info) + 1) * info
+                lengths = board
+            else:
+                for k in range(n):
+                    while in_system[k] and in_system[k][0] <= t:
+                        in_system[k].popleft()
+                lengths = [len(q) for q in in_system]
+            i = dispatch.shortest(lengths, [int(k) for k in cand], rng)
+        start = last[i] if last[i] > t else t
+        done = stalls[i].finish(start, work[j] / mus[i]) if i in stalls else start + work[j] / mus[i]
+        last[i] = done
+        in_system[i].append(done)
+        server[j], response[j] = i, done - t
+    keep = t_arr >= warmup
+    return pd.DataFrame({"arrival": t_arr[keep], "server": server[keep], "response": response[keep]})
+
+
+@pytest.mark.parametrize("policy", dispatch.POLICIES)
+@pytest.mark.parametrize("kwargs", [
+    dict(), dict(d=3), dict(stalls={0: dispatch.Stall(5.0, 1.0)}), dict(info=0.5),
+    dict(info=2.0, d=3, stalls={2: dispatch.Stall(2.0, 0.5)}),
+], ids=["exact", "d3", "stalled", "stale", "stale-d3-stalled"])
+def test_fast_pool_loop_gives_the_rows_of_the_reference_loop(policy, kwargs):
+    for mus, lam in (([10.0] * 6 + [5.0], 58.0), ([1.0] * 3, 2.6)):   # many ties at low load, few near 0.9
+        ref = _reference_pool(lam, mus, policy, 150.0, 15.0, seed=11, **kwargs)
+        run = dispatch.simulate_pool(lam, mus, policy, 150.0, warmup=15.0, seed=11, d=kwargs.get("d", 2),
+                                     info_period_s=kwargs.get("info", 0.0), stalls=kwargs.get("stalls"))
+        pd.testing.assert_frame_equal(run.requests, ref)
+
+
+def test_tie_breaker_draws_what_rng_integers_draws():
+    for warm in (0, 1, 2):      # 0-2 earlier 32-bit draws: the generator may hold half of a 64-bit output
+        ours, theirs = np.random.default_rng(5), np.random.default_rng(5)
+        for rng in (ours, theirs):
+            rng.integers(7, size=warm)
+        below = dispatch._uniform_below(ours)
+        ks = [2, 3, 10, 2, 100, 7, 2**31 + 5, 3] * 400
+        assert [below(k) for k in ks] == [int(theirs.integers(k)) for k in ks]
+    assert dispatch._uniform_below(np.random.default_rng(1))(1) == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis import geography, station
+from analysis import geography, station, theory
 
 RTT = np.array([[0.01, 0.08, 0.20], [0.08, 0.01, 0.15], [0.20, 0.15, 0.01]])
 SERVERS = [10, 10, 10]
@@ -57,3 +57,51 @@ def test_bad_parameters(kwargs, name):
     args = dict(policy="nearest", demand=[50.0, 40.0, 30.0], servers=SERVERS, service_rate=MU, rtt=RTT) | kwargs
     with pytest.raises(ValueError, match=name):
         geography.split(args.pop("policy"), **args)
+
+
+def test_latency_aware_split_is_the_greedy_on_mmc_mean_responses():
+    """The greedy as first written (theory.mmc_metrics with its default quantiles, which split does not
+    need): the same routing matrix, bit for bit, and the same latencies."""
+    demand, c, mu = [92.0, 40.0, 50.0], [SERVERS[0]] * 3, MU
+    rtt = np.asarray(RTT)
+    lam, cap = np.asarray(demand), np.asarray(c) * mu
+    ref, load = np.zeros((3, 3)), np.zeros(3)
+
+    def mean_resp(x, j):
+        return theory.mmc_metrics(x, mu, c[j])["mean_response"] if x < cap[j] else np.inf
+
+    for i in np.argsort(-lam):
+        chunk = lam[i] / 60
+        for _ in range(60):
+            costs = [np.inf if load[j] + chunk >= cap[j] * 0.999 else
+                     chunk * (rtt[i, j] + mean_resp(load[j] + chunk, j))
+                     + (load[j] * (mean_resp(load[j] + chunk, j) - mean_resp(load[j], j)) if load[j] > 0 else 0.0)
+                     for j in range(3)]
+            best = int(np.argmin(costs))
+            ref[i, best] += chunk
+            load[best] += chunk
+    F = geography.split("latency_aware", demand, c, mu, rtt, steps=60)
+    np.testing.assert_array_equal(F, ref)
+    lat = geography.user_latency(F, c, mu, rtt)
+    assert lat["mean"] == float((F / F.sum() * (rtt + np.array(
+        [theory.mmc_metrics(x, mu, c[j])["mean_response"] for j, x in enumerate(F.sum(axis=0))])[None, :])).sum())
+
+
+def test_brent_root_is_scipys_to_the_last_bit():
+    from scipy import optimize
+
+    rng = np.random.default_rng(3)
+    cases = [(lambda x: x ** 3 - 2 * x - 5, 2.0, 3.0, 1e-12), (lambda x: np.cos(x) - x, 0.0, 1.0, 1e-6),
+             (lambda x: np.exp(x) - 10.0, -5.0, 10.0, 2e-12), (lambda x: (x - 0.3) ** 9, 0.0, 1.0, 1e-10)]
+    for _ in range(40):      # survival functions like user_latency's: a mixture of M/M/c responses + RTT
+        lam, rtt, q = rng.uniform(10, 95), rng.uniform(0.0, 0.3), rng.uniform(0.5, 0.999)
+        cases.append((lambda t, lam=lam, rtt=rtt, q=q: (theory.mmc_response_survival(lam, MU, 10, t - rtt)
+                                                        if t > rtt else 1.0) - (1 - q), 0.0, 20.0, 1e-6))
+    for _ in range(60):      # roots of assorted shapes: every branch (interpolate, extrapolate, bisect) is taken
+        r, k, p = rng.uniform(-1, 1), rng.uniform(0.0, 50.0), int(rng.integers(1, 4))
+        cases.append((lambda x, r=r, k=k, p=p: (x - r) ** (2 * p - 1) * (1 + k * (x - r) ** 2) + 1e-3 * np.sin(40 * x)
+                      if abs(x - r) > 0.05 else (x - r) * (1 + k), -1.5, 1.7, 1e-14))
+    for f, a, b, xtol in cases:
+        assert geography._brentq(f, a, b, xtol) == optimize.brentq(f, a, b, xtol=xtol)
+    with pytest.raises(ValueError, match="different signs"):
+        geography._brentq(lambda x: x * x + 1, -1.0, 1.0, 1e-6)

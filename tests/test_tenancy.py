@@ -61,3 +61,35 @@ def test_per_class_quota_limits_only_its_tenant():
 def test_priority_station_rejects_unknown_class():
     with pytest.raises(ValueError, match="no entry"):
         tenancy.simulate_priority_station([0.0], [1.0], 1, ["a"], {"b": 0})
+
+
+def test_priority_station_gives_the_rows_of_the_reference_loop():
+    """The event loop as first written (numpy scalars): the list-based loop must give the same rows."""
+    import heapq
+
+    rng = np.random.default_rng(4)
+    t = np.round(station.piecewise_poisson([0.0, 50.0], [3.0, 9.0], 200.0, rng), 1)
+    s = rng.exponential(0.8, t.size)
+    cls = np.where(rng.random(t.size) < 0.3, "steady", "noisy").astype(object)
+    prio = np.array([{"steady": 0, "noisy": 1}[k] for k in cls])
+    response, n_in = np.full(t.size, math.nan), np.zeros(t.size, dtype=np.int64)
+    waiting, busy, present, j = [], [], 0, 0
+    while j < t.size or busy:
+        if j < t.size and (not busy or t[j] < busy[0]):
+            n_in[j], present = present, present + 1
+            if len(busy) < 3:
+                heapq.heappush(busy, t[j] + s[j])
+                response[j] = s[j]
+            else:
+                heapq.heappush(waiting, (prio[j], j))
+            j += 1
+        else:
+            now = heapq.heappop(busy)
+            present -= 1
+            if waiting:
+                _, k = heapq.heappop(waiting)
+                heapq.heappush(busy, now + s[k])
+                response[k] = now + s[k] - t[k]
+    ours = tenancy.simulate_priority_station(t, s, 3, cls, {"steady": 0, "noisy": 1})
+    np.testing.assert_array_equal(ours.response.to_numpy(), response)
+    np.testing.assert_array_equal(ours.in_system.to_numpy(), n_in)
