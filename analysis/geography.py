@@ -8,9 +8,6 @@ from __future__ import annotations
 import numpy as np
 
 from analysis import checks, theory
-from analysis._lazy import lazy_module
-
-optimize = lazy_module("scipy.optimize")    # imported on first use
 
 GEO_POLICIES = ("nearest", "spill_over", "latency_aware")
 
