@@ -100,14 +100,16 @@ def critical_path(spans) -> pd.DataFrame:
     spans = _check_spans(spans)
     rows = []
     children: dict[str, list] = {}
-    for sid, pid, svc, st, en in zip(spans["span_id"], spans["parent_span_id"],
-                                     spans["service"], spans["start"], spans["end"]):
+    # plain Python lists: iterating pandas (string) columns element by element costs ~4x more
+    span_id, parent_id, service, trace_id = (spans[c].tolist() for c in
+                                             ("span_id", "parent_span_id", "service", "trace_id"))
+    start, end = spans["start"].tolist(), spans["end"].tolist()
+    for sid, pid, svc, st, en in zip(span_id, parent_id, service, start, end):
         children.setdefault(pid, []).append((en, st, sid, svc))
-    info = dict(zip(spans["span_id"], zip(spans["trace_id"], spans["service"],
-                                          spans["start"], spans["end"])))
+    info = dict(zip(span_id, zip(trace_id, service, start, end)))
     for lst in children.values():
         lst.sort(reverse=True)                                   # latest end first
-    roots = spans.loc[spans["parent_span_id"] == "", "span_id"].tolist()
+    roots = [sid for sid, pid in zip(span_id, parent_id) if pid == ""]
     for root in roots:
         trace = info[root][0]
         stack = [(root, info[root][2], info[root][3])]
