@@ -647,3 +647,11 @@ def test_plain_log_ticks_labels_decades_as_plain_numbers():
     assert [t.get_text() for t in fixed.get_xticklabels()] == ["one", "hundred"]    # fixed labels kept
     assert ax.yaxis.get_scale() == "linear"
     plt.close(fig)
+    fig, ax = plt.subplots()
+    ax.plot([20.0, 70.0], [1.0, 2.0])
+    ax.set_xscale("log")                                 # under one decade: matplotlib labels minor ticks
+    figures.plain_log_ticks(fig)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.xaxis.get_minorticklabels() if t.get_text()]
+    assert labels and all("$" not in t for t in labels), labels
+    plt.close(fig)
