@@ -214,18 +214,24 @@ def sparse_log_minor_ticks(fig: Figure, min_decades: float = 2.0) -> None:
 def plain_log_ticks(fig: Figure, min_decades: float = 2.0) -> None:
     """On every log axis of ``fig``: tick labels as plain numbers (0.1, 10, 1,000; on a narrow axis the
     labelled minor ticks too, 20, 30, 60) instead of mathtext powers of ten (their layout is most of such a
-    figure's rendering time), and :func:`sparse_log_minor_ticks`. Only matplotlib's own log formatters are
-    replaced (labels set by hand stay). Call after plotting (the view limits decide)."""
+    figure's rendering time), and :func:`sparse_log_minor_ticks`. An axis that shows fewer than three
+    labelled decades gets its 2x and 5x ticks labelled too (0.2, 0.5, 2, 5), so that it can be read. Only
+    matplotlib's own log formatters are replaced (labels set by hand stay). Call after plotting (the view
+    limits decide)."""
     import matplotlib.ticker as mticker
 
     sparse_log_minor_ticks(fig, min_decades)
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
-            if axis.get_scale() != "log":
+            if axis.get_scale() != "log" or not isinstance(axis.get_major_formatter(), mticker.LogFormatter):
                 continue
-            if isinstance(axis.get_major_formatter(), mticker.LogFormatter):
-                axis.set_major_formatter("{x:,g}")
-            if isinstance(axis.get_minor_formatter(), mticker.LogFormatterSciNotation):
+            axis.set_major_formatter("{x:,g}")
+            lo, hi = sorted(axis.get_view_interval())
+            decades = [t for t in axis.get_majorticklocs() if lo <= t <= hi]
+            if len(decades) < 3 and lo > 0 and hi / lo >= 10.0:
+                axis.set_minor_locator(mticker.LogLocator(subs=(2.0, 5.0)))
+                axis.set_minor_formatter("{x:,g}")
+            elif isinstance(axis.get_minor_formatter(), mticker.LogFormatterSciNotation):
                 axis.set_minor_formatter(mticker.LogFormatter(labelOnlyBase=False))   # same ticks, plain text
 
 

@@ -645,6 +645,7 @@ def test_plain_log_ticks_labels_decades_as_plain_numbers():
     assert [fmt(v) for v in (0.1, 1.0, 1000.0)] == ["0.1", "1", "1,000"]
     assert [round(t) for t in ax.xaxis.get_minorticklocs() if 1 < t < 100] == [2, 5, 20, 50]
     assert [t.get_text() for t in fixed.get_xticklabels()] == ["one", "hundred"]    # fixed labels kept
+    assert ax.xaxis.get_minor_formatter()(20.0) == ""                   # four labelled decades: enough
     assert ax.yaxis.get_scale() == "linear"
     plt.close(fig)
     fig, ax = plt.subplots()
@@ -654,4 +655,12 @@ def test_plain_log_ticks_labels_decades_as_plain_numbers():
     fig.canvas.draw()
     labels = [t.get_text() for t in ax.xaxis.get_minorticklabels() if t.get_text()]
     assert labels and all("$" not in t for t in labels), labels
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    ax.plot([0.2, 6.0], [1.0, 2.0])
+    ax.set_xscale("log")                                 # 1.5 decades, one labelled decade: 2x and 5x labelled
+    figures.plain_log_ticks(fig)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.xaxis.get_minorticklabels() if t.get_text()]
+    assert {"0.2", "0.5", "2", "5"} <= set(labels), labels
     plt.close(fig)
