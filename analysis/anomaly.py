@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["z_to_score", "rolling_gaussian_scores", "stl_residual_scores", "stl_prediction_errors", "error_scores",
+__all__ = ["z_to_score", "score_to_z", "rolling_gaussian_scores", "stl_residual_scores", "stl_prediction_errors", "error_scores",
            "daily_period", "rank_calibrate"]
 
 _IQR_TO_SD = 1.349  # interquartile range of a standard normal
@@ -40,6 +40,16 @@ def z_to_score(z) -> np.ndarray:
     z = np.nan_to_num(np.abs(np.asarray(z, dtype=float)), nan=0.0, posinf=np.inf)
     with np.errstate(invalid="ignore"):
         return np.where(np.isinf(z), 1.0, z / (1.0 + z))
+
+
+def score_to_z(scores) -> np.ndarray:
+    """Inverse of :func:`z_to_score`: ``|z| = s / (1 - s)`` for scores s in [0, 1] (a z threshold applied to
+    scores). A score of 1 (infinite |z|) gives about 1e15: s is capped at ``1 - 1e-15``."""
+    s = np.asarray(scores, dtype=float)
+    bad = np.flatnonzero(~((s >= 0) & (s <= 1)))
+    if bad.size:
+        raise ValueError(f"scores: row {int(bad[0])} is {s.flat[bad[0]]}, outside [0, 1]")
+    return s / (1.0 - np.minimum(s, 1 - 1e-15))
 
 
 def _check_values(values, name="values") -> np.ndarray:

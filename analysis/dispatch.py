@@ -329,6 +329,16 @@ def relaxation_time(utilisation, service_rate) -> float:
     return 1.0 / (mu * (1.0 - math.sqrt(rho)) ** 2)
 
 
+def run_length(utilisation, arrival_rate, service_rate, *, requests, relaxation_times) -> float:
+    """Seconds to simulate a pool at ``utilisation`` (fraction) and ``arrival_rate`` (requests/s):
+    ``requests`` arrivals or ``relaxation_times`` M/M/1 relaxation times (relaxation_time at
+    ``service_rate`` requests/s per server), whichever is longer."""
+    lam = checks.positive("arrival_rate", arrival_rate)
+    n = checks.integer("requests", requests, 1)
+    k = checks.nonnegative("relaxation_times", relaxation_times)
+    return max(n / lam, k * relaxation_time(utilisation, service_rate))
+
+
 def random_mean_response(arrival_rate, service_rate, servers) -> float:
     """Random dispatch to ``servers`` equal servers: each is an M/M/1 at arrival_rate/servers (s)."""
     lam, mu = checks.positive("arrival_rate", arrival_rate), checks.positive("service_rate", service_rate)

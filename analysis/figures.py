@@ -38,14 +38,14 @@ from matplotlib.figure import Figure
 
 from analysis import paths
 from analysis.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
-from analysis.provenance import (git_info, notebook_sha256, package_versions, portable_path, sha256_bytes,
-                                 sha256_file, to_jsonable)
+from analysis.provenance import (finite_or_none, git_info, notebook_sha256, package_versions, portable_path,
+                                 sha256_bytes, sha256_file, to_jsonable)
 
 __all__ = [
     "PALETTE", "SINGLE_COLUMN", "FULL_WIDTH", "PNG_DPI", "PREVIEW_PNG_DPI", "FIG_ID_PATTERN", "INDEX_NAME",
     "GALLERY_NAME", "use_house_style", "subplots", "label_axes", "log_axis", "sparse_log_minor_ticks",
     "plain_log_ticks", "NotebookOutputs", "load_index", "render_gallery",
-    "data_kind", "citation_key", "canonical_svg", "regenerate_command",
+    "data_kind", "citation_key", "canonical_svg", "regenerate_command", "finite_or_none",
 ]
 
 SINGLE_COLUMN = 3.5  #: width of one report column, inches
@@ -803,7 +803,8 @@ class NotebookOutputs:
     def write_results(self, mapping: Mapping[str, Any]) -> None:
         """Write key numbers to ``<paths.results_dir()>/<notebook stem>.json`` atomically, sorted keys.
 
-        numpy scalars become plain numbers; NaN/inf and unsupported types are a ValueError naming the key.
+        numpy scalars become plain numbers; NaN/inf and unsupported types are a ValueError naming the key
+        (pass a value through :func:`finite_or_none` where a notebook means "no value": it is written as null).
         A "provenance" block (notebook, parameters, seed, data source, data files, git commit and dirty flag)
         is added. Returns None;
         the file is ``self.results_path``.

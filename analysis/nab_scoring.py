@@ -31,7 +31,7 @@ from . import paths
 
 __all__ = [
     "PROBATION_PERCENT", "PROFILE_NAMES", "scaled_sigmoid", "probation_length", "load_profiles",
-    "FileRows", "sweep_rows", "file_score", "threshold_sweep", "corpus_raw_score", "NabCorpus",
+    "FileRows", "sweep_rows", "window_ranges", "file_score", "threshold_sweep", "corpus_raw_score", "NabCorpus",
     "load_corpus", "load_detections", "normalise", "score_detector", "optimise_threshold", "nab_root",
     "NAB_PROFILES", "WINDOW_PERCENT", "synthetic_corpus", "nab_windows",
 ]
@@ -143,6 +143,22 @@ def sweep_rows(timestamps, windows, name: str = "",
     window[np.arange(n) < probation] = -2
     scored = np.unique(window[window >= 0])
     return FileRows(name=name, window=window, tp_unit=tp_unit, fp_unit=fp_unit, n_windows=int(scored.size))
+
+
+def window_ranges(rows: FileRows) -> list[tuple[int, int]]:
+    """Inclusive ``(first_row, last_row)`` of every scored window of one file, in window order (row indices).
+
+    Rows in probation are left out (a window reaching into it starts at its first scored row); two windows that
+    touch stay two ranges (``alerting.incident_ranges`` of ``window >= 0`` would merge them).
+    """
+    if not isinstance(rows, FileRows):
+        raise ValueError(f"rows must be a FileRows (see sweep_rows), got {type(rows).__name__}")
+    w = rows.window
+    out = []
+    for i in np.unique(w[w >= 0]):
+        idx = np.flatnonzero(w == i)
+        out.append((int(idx[0]), int(idx[-1])))
+    return out
 
 
 def file_score(rows: FileRows, detected: np.ndarray, cost: dict) -> dict:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import numbers
 import os
 import platform
 import subprocess
@@ -233,11 +234,23 @@ def package_versions() -> dict[str, str | None]:
     return dict(_package_versions())
 
 
+def finite_or_none(value: Any) -> Any:
+    """None for a NaN or infinite real number (Python or numpy float), else ``value`` unchanged.
+
+    The explicit way for a notebook to record "no value" (JSON null), e.g. the p99 of an overloaded hour
+    (infinite s): :func:`to_jsonable` and ``NotebookOutputs.write_results`` still reject a NaN or infinity
+    that was not passed through here.
+    """
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral)):
+        return value if math.isfinite(value) else None
+    return value
+
+
 def to_jsonable(value: Any, name: str = "value") -> Any:
     """Convert ``value`` to plain JSON types (numpy scalars/arrays, Paths, tuples included).
 
     Raises ValueError naming the offending key path (e.g. ``results['mmc']['p_wait']``) for NaN or
-    infinite numbers, non-string keys and unsupported types (DataFrames: convert them explicitly).
+    infinite numbers (pass a value through :func:`finite_or_none` to record it as None instead), non-string keys and unsupported types (DataFrames: convert them explicitly).
     """
     if value is None or isinstance(value, (bool, str)):
         return value

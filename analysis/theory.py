@@ -12,7 +12,8 @@ Contents
   to MAX_OFFERED_LOAD).
 - M/M/c: metrics, waiting- and response-time tail probabilities and quantiles, staffing
   (least servers for a P(wait), mean-wait or service-level target, by rates or by offered
-  load), square-root staffing and the Halfin-Whitt beta.
+  load), the highest utilisation of c servers meeting a response-time quantile target,
+  square-root staffing and the Halfin-Whitt beta.
 - M/G/1 (Pollaczek-Khinchine), Kingman's G/G/1 approximation, M/M/1 with priority classes.
 - Open Jackson networks (traffic equations, per-node M/M/c metrics, network totals by Little's law).
 - Little's law; order statistics of fan-out (fork-join) requests; the supermarket model
@@ -55,6 +56,7 @@ __all__ = [
     "mmc_response_survival", "mmc_response_quantile",
     "servers_for_wait_probability", "servers_for_wait_probability_from_load",
     "servers_for_mean_wait", "servers_for_service_level",
+    "max_utilisation_for_quantile", "MAX_UTILISATION_SEARCHED",
     "square_root_staffing", "halfin_whitt_alpha", "halfin_whitt_beta",
     "mg1_mean_wait", "mg1_metrics", "kingman_wait",
     "mm1_priority_waits", "mm1_priority_response_times",
@@ -432,6 +434,36 @@ def servers_for_service_level(arrival_rate, service_rate, wait_within, fraction)
     a = lam / mu
     return _staff_steps(
         a, lambda c, b: _c_from_b(b, a, c) * math.exp(-(c * mu - lam) * t) <= limit)[0]
+
+
+MAX_UTILISATION_SEARCHED = 0.999
+"""Upper end of the utilisation searched by max_utilisation_for_quantile (fraction)."""
+
+
+def max_utilisation_for_quantile(service_rate, servers, target_s, quantile=0.99) -> float:
+    """Highest utilisation rho (fraction, < MAX_UTILISATION_SEARCHED = 0.999) at which the FCFS
+    M/M/c response-time ``quantile`` stays <= ``target_s`` seconds, for ``servers`` servers of
+    ``service_rate`` requests/s each (arrival rate rho * servers * service_rate).
+
+    40 bisection steps on [0, 0.999] of mmc_response_quantile (resolution 1e-12; the result is the
+    lower end, so it meets the target). For one server: 1 - ln(1/(1-q)) / (mu target_s). A target
+    at or below the service time's own quantile ln(1/(1-q))/mu is met at no utilisation: ValueError.
+    """
+    mu = checks.positive("service_rate", service_rate)
+    c = checks.integer("servers", servers, 1)
+    target_s = checks.positive("target_s", target_s)
+    q = checks.open_unit("quantile", quantile)
+    floor_s = -math.log1p(-q) / mu          # the response quantile of an idle system: service alone
+    if target_s <= floor_s:
+        raise ValueError(f"target_s={checks.show(target_s)} s is at or below the service time's own "
+                         f"{q:g}-quantile {floor_s:.6g} s (service_rate={checks.show(mu)} requests/s): "
+                         "no utilisation meets it")
+    lo, hi = 0.0, MAX_UTILISATION_SEARCHED
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        ok = mmc_response_quantile(mid * c * mu, mu, c, q) <= target_s
+        lo, hi = (mid, hi) if ok else (lo, mid)
+    return lo
 
 
 def square_root_staffing(offered_load, beta) -> int:

@@ -45,6 +45,17 @@ def test_scores_order_like_z():
     np.testing.assert_allclose(an.z_to_score([0, 1, -3, np.inf, np.nan]), [0, 0.5, 0.75, 1.0, 0.0])
 
 
+def test_score_to_z_inverts_z_to_score():
+    z = np.array([0.0, 0.5, 1.0, 3.0, -4.0, 20.0, 1e6])
+    np.testing.assert_allclose(an.score_to_z(an.z_to_score(z)), np.abs(z), rtol=1e-9)
+    np.testing.assert_allclose(an.score_to_z([0.0, 0.5, 0.75, 0.8]), [0.0, 1.0, 3.0, 4.0])
+    top = an.score_to_z([1.0])[0]                    # an infinite |z|: finite, above any usable threshold
+    assert np.isfinite(top) and top > 1e14
+    for bad in ([0.2, -0.1], [1.5], [np.nan]):
+        with pytest.raises(ValueError, match="scores: row"):
+            an.score_to_z(bad)
+
+
 def test_bad_inputs():
     with pytest.raises(ValueError, match="window=1"):
         an.rolling_gaussian_scores(np.ones(10), window=1)

@@ -152,6 +152,19 @@ def test_relaxation_time_is_morses_formula():
         dispatch.relaxation_time(1.0, 1.0)
 
 
+def test_run_length_is_the_longer_of_requests_and_relaxation_times():
+    # rho = 0.81, mu = 2/s: relaxation time 1 / (2 * 0.1^2) = 50 s
+    assert dispatch.run_length(0.81, 16.2, 2.0, requests=1000, relaxation_times=2.0) == pytest.approx(100.0)
+    assert dispatch.run_length(0.81, 16.2, 2.0, requests=3240, relaxation_times=2.0) == pytest.approx(200.0)
+    assert dispatch.run_length(0.81, 16.2, 2.0, requests=3240, relaxation_times=0.0) == pytest.approx(200.0)
+    for kwargs, name in ((dict(utilisation=1.0), "utilisation"), (dict(arrival_rate=0.0), "arrival_rate"),
+                         (dict(service_rate=-2.0), "service_rate"), (dict(requests=10.5), "requests"),
+                         (dict(relaxation_times=-1.0), "relaxation_times")):
+        args = dict(utilisation=0.81, arrival_rate=16.2, service_rate=2.0, requests=1000, relaxation_times=2.0)
+        with pytest.raises(ValueError, match=name):
+            dispatch.run_length(**(args | kwargs))
+
+
 def _reference_pool(lam, mus, policy, horizon, warmup, seed, d=2, info=0.0, stalls=None):
     """The pool loop as first written (numpy scalars, one deque per server, dispatch.shortest with
     rng.integers for ties): the fast loop of simulate_pool must give the same rows, bit for bit."""

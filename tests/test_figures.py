@@ -501,6 +501,20 @@ def test_write_results_rejects_bad_values_naming_the_key(outputs, out_dir, bad, 
     assert not (out_dir / "results" / "07_demo.json").exists()
 
 
+def test_finite_or_none_records_no_value_only_when_asked(outputs):
+    for missing in (float("nan"), float("inf"), -float("inf"), np.float64("nan"), np.float32("inf")):
+        assert figures.finite_or_none(missing) is None
+    for kept in (0.25, np.float64(1.5), 0, np.int64(3), True, "x", None, [float("nan")]):
+        value = figures.finite_or_none(kept)
+        assert value is kept
+    assert figures.finite_or_none is provenance.finite_or_none
+    outputs.write_results({"p99_s": figures.finite_or_none(float("inf")), "cost": figures.finite_or_none(2.5)})
+    data = json.loads(outputs.results_path.read_text())
+    assert data["p99_s"] is None and data["cost"] == 2.5
+    with pytest.raises(ValueError, match=r"results\['p99_s'\] is infinite"):    # not asked: still an error
+        outputs.write_results({"p99_s": float("inf")})
+
+
 # ---------------------------------------------------------------------------------- provenance
 
 def _git_repo(tmp_path):

@@ -74,6 +74,19 @@ def test_probation_rows_are_not_scored():
     assert ns.probation_length(10000) == 750
 
 
+def test_window_ranges_keep_touching_windows_apart_and_skip_probation():
+    from analysis import alerting
+    ts = _series(20)
+    # probation: 15% of 20 rows = rows 0..2; the first window reaches into it; the next two touch
+    rows = ns.sweep_rows(ts, [(ts[1], ts[4]), (ts[8], ts[10]), (ts[11], ts[13]), (ts[16], ts[17])],
+                         probation_percent=0.15)
+    assert ns.window_ranges(rows) == [(3, 4), (8, 10), (11, 13), (16, 17)]
+    assert alerting.incident_ranges(rows.window >= 0) == [(3, 4), (8, 13), (16, 17)]   # would merge them
+    assert ns.window_ranges(ns.sweep_rows(ts, [])) == []
+    with pytest.raises(ValueError, match="rows must be a FileRows"):
+        ns.window_ranges(rows.window)
+
+
 def test_threshold_sweep_matches_direct_scoring():
     rng = np.random.default_rng(3)
     ts = _series(400)

@@ -167,6 +167,40 @@ def test_mm1_response_quantile_is_exponential():
             -math.log(1 - q) / (mu - lam), rel=1e-9)
 
 
+def test_max_utilisation_for_quantile_one_server_is_closed_form():
+    # M/M/1: p_q = ln(1/(1-q)) / (mu (1 - rho)) <= target  <=>  rho <= 1 - ln(1/(1-q)) / (mu target)
+    mu = 10.0
+    for target_s, q in ((1.0, 0.99), (0.5, 0.99), (2.0, 0.9)):
+        exact = 1 - math.log(1 / (1 - q)) / (mu * target_s)
+        rho = th.max_utilisation_for_quantile(mu, 1, target_s, quantile=q)
+        assert rho == pytest.approx(exact, abs=1e-9)
+        assert rho <= exact                                 # the lower end: the target is met
+    assert th.max_utilisation_for_quantile(mu, 1, 1.0) == th.max_utilisation_for_quantile(mu, 1, 1.0, 0.99)
+
+
+@pytest.mark.parametrize("servers", [2, 8, 32])
+def test_max_utilisation_for_quantile_meets_the_target_at_its_edge(servers):
+    mu, target_s = 10.0, 1.0                                # p99 target: 10 mean service times
+    rho = th.max_utilisation_for_quantile(mu, servers, target_s)
+    assert th.mmc_response_quantile(rho * servers * mu, mu, servers, 0.99) <= target_s
+    assert th.mmc_response_quantile((rho + 1e-9) * servers * mu, mu, servers, 0.99) > target_s
+    # more servers of the same speed can run hotter for the same tail (pooling)
+    assert rho > th.max_utilisation_for_quantile(mu, servers // 2, target_s)
+
+
+def test_max_utilisation_for_quantile_is_capped_and_rejects_bad_input():
+    # a target the queue meets almost up to saturation: the search stops just below MAX_UTILISATION_SEARCHED
+    assert th.MAX_UTILISATION_SEARCHED - 1e-9 < th.max_utilisation_for_quantile(10.0, 64, 100.0) \
+        < th.MAX_UTILISATION_SEARCHED
+    with pytest.raises(ValueError, match=r"target_s=0.4 s is at or below the service time's own 0.99-quantile"):
+        th.max_utilisation_for_quantile(10.0, 4, 0.4)      # service p99 alone: ln(100)/10 = 0.46 s
+    for kwargs, name in ((dict(service_rate=0.0), "service_rate"), (dict(servers=1.5), "servers"),
+                         (dict(target_s=-1.0), "target_s"), (dict(quantile=1.0), "quantile")):
+        args = dict(service_rate=10.0, servers=2, target_s=1.0) | kwargs
+        with pytest.raises(ValueError, match=name):
+            th.max_utilisation_for_quantile(**args)
+
+
 def _response_survival_by_quadrature(lam, mu, c, t):
     """P(T > t) by numerically convolving the wait (atom + exponential) with Exp(mu) service."""
     pw = th.erlang_c_from_load(lam / mu, c)
