@@ -644,3 +644,11 @@ def test_summary_names_figures_a_canonical_run_reproduced_to_the_byte():
     lines = outputs_summary([r])
     assert "00_x.ipynb: published to figures/: fig-00-a" in lines
     assert "00_x.ipynb: reproduced to the byte, figures/ left as it was: fig-00-b, fig-00-c" in lines
+
+
+def test_notebook_00_rejects_an_unreachable_p99_target_up_front():
+    # below the service time's own p99 (ln(100) x its mean) no utilisation meets the target: a one-line error
+    nb = paths.NOTEBOOKS / "00_foundations.ipynb"
+    with pytest.raises(reproduce.ParameterError, match=r"p99_target_x must exceed ln\(100\) = 4.61.*got 3.0"):
+        reproduce.preflight([nb], {nb: {"p99_target_x": 3.0}})
+    reproduce.preflight([nb], {nb: {"p99_target_x": 5.0}})
