@@ -115,6 +115,12 @@ def sweep_rows(timestamps, windows, name: str = "",
         for t, which in ((a, "start"), (b, "end")):
             if t not in first_index:
                 raise ValueError(f"{name or 'file'}: window {which} {t} is not a timestamp of the data file")
+    for j, (a, b) in enumerate(limits):
+        width = first_index[b] - first_index[a] + 1
+        if width < 2:   # NAB scores rows after a window by their distance over (width - 1)
+            problem = "ends before it starts" if width < 1 else "covers one row"
+            raise ValueError(f"{name or 'file'}: window {j} ({a} .. {b}) {problem}; NAB's scoring needs windows of "
+                             "at least two rows")
     window = np.full(n, -1, dtype=np.int64)
     tp_unit = np.zeros(n)
     fp_unit = np.zeros(n)

@@ -118,6 +118,10 @@ def test_bad_inputs_name_file_and_row():
         ns._cost("nope", {"standard": STANDARD})
     with pytest.raises(ValueError, match="window end .* is not a timestamp"):
         ns.sweep_rows(ts, [(ts[2], pd.Timestamp("2031-01-01"))], name="g.csv")
+    with pytest.raises(ValueError, match=r"g\.csv: window 1 .* covers one row"):
+        ns.sweep_rows(ts, [(ts[1], ts[2]), (ts[5], ts[5])], name="g.csv")
+    with pytest.raises(ValueError, match=r"g\.csv: window 0 .* ends before it starts"):
+        ns.sweep_rows(ts, [(ts[6], ts[4])], name="g.csv")
 
 
 @pytest.fixture(scope="module")
