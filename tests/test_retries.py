@@ -186,3 +186,16 @@ def test_fluid_model_never_recovers_above_the_threshold():
     r = rt.simulate_retries(12.0, 10.0, 4, timeout=1.0, max_retries=3, horizon=300.0, trigger_start=60.0,
                             trigger_end=80.0, spike=5.0, seed=2)
     assert r.recovery_time() == math.inf
+
+
+def test_a_capacity_drop_trigger_also_leaves_retrying_clients_down():
+    # the same overload from a capacity drop (services started in the window take 3x longer: capacity / 3)
+    # instead of a load spike: down long after capacity is back with retries, recovered without
+    kw = {**META, "spike": 1.0, "slowdown": 3.0}
+    stuck = rt.simulate_retries(**kw, max_retries=3)
+    assert stuck.window(0, META["trigger_start"])["goodput_fraction"] > 0.95
+    assert stuck.window(180, META["horizon"])["goodput_fraction"] < 0.05
+    assert not stuck.recovered()
+    fine = rt.simulate_retries(**kw, max_retries=0)
+    assert fine.window(180, META["horizon"])["goodput_fraction"] > 0.95
+    assert fine.recovered()
