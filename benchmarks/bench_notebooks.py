@@ -10,11 +10,14 @@ Budgets: every notebook under 10 CPU-s in quick mode and 60 CPU-s in full mode (
 the whole NAB corpus, 120 CPU-s); all notebooks together under 2 minutes (quick) and 10 minutes (full) of
 wall time on 2 idle cores. ``--test`` also times the test-suite (budget: ``make test`` under 8 minutes).
 
-The machine, its core count and its load average are printed first: on a shared machine other programs
-inflate wall times (CPU seconds much less).
+The machine, its core count and its load average are printed first, with the CPU seconds of a fixed
+pure-Python reference loop before and after: on a shared machine other programs inflate wall times and, when
+the host is busy, CPU seconds too (by 20-40% here at times); the reference loop shows how fast the host was.
+``--repeats N`` runs every notebook N times, interleaved, and judges the median (min and max beside it).
 
     .venv/bin/python benchmarks/bench_notebooks.py                 # quick and full (make bench)
     .venv/bin/python benchmarks/bench_notebooks.py --mode quick --only 05
+    .venv/bin/python benchmarks/bench_notebooks.py --mode quick --jobs 1 --repeats 3
 """
 from __future__ import annotations
 
@@ -61,6 +64,32 @@ def machine() -> str:
             f"Python {platform.python_version()}")
 
 
+def reference_cpu_s(n: int = 3_000_000) -> float:
+    """CPU seconds of a fixed pure-Python loop (a yardstick of how fast the host runs right now)."""
+    t0 = time.process_time()
+    sum(i * i for i in range(n))
+    return round(time.process_time() - t0, 3)
+
+
+def summarise_repeats(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per notebook from ``runs`` (rows of :func:`run_mode`, one per notebook and repeat): median,
+    min and max CPU-s, median wall s, and the verdict on the median."""
+    rows = []
+    for name, g in runs.groupby("notebook", sort=True):
+        cpu = g["cpu_s"].dropna()
+        median = float(cpu.median()) if len(cpu) else None
+        budget = float(g["budget_cpu_s"].iloc[0])
+        failed = g[g["status"] != "ok"]["status"]
+        rows.append(dict(notebook=name, mode=g["mode"].iloc[0], runs=len(g),
+                         cpu_s_median=None if median is None else round(median, 2),
+                         cpu_s_min=None if median is None else round(float(cpu.min()), 2),
+                         cpu_s_max=None if median is None else round(float(cpu.max()), 2),
+                         wall_s_median=round(float(g["wall_s"].median()), 1), budget_cpu_s=budget,
+                         verdict="-" if median is None else ("met" if median < budget else "OVER"),
+                         status="ok" if failed.empty else str(failed.iloc[0])))
+    return pd.DataFrame(rows)
+
+
 def _prepare_env() -> None:
     shared = ROOT.parent / "shared" / "data"
     if "KIT_DATA_DIR" not in os.environ and shared.is_dir():
@@ -96,20 +125,30 @@ def main(argv=None) -> int:
                     help="notebooks whose name contains this (repeatable), as in `reproduce --only`")
     ap.add_argument("-j", "--jobs", type=int, default=None, help="notebooks at once (default: one per core)")
     ap.add_argument("--test", action="store_true", help="also time the whole test-suite")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="run every notebook this many times and judge the median (default 1)")
     args = ap.parse_args(argv)
+    if args.repeats < 1:
+        ap.error(f"--repeats must be >= 1, got {args.repeats}")
     modes = ["full"] if args.full else (["quick", "full"] if args.mode == "both" else [args.mode])
     _prepare_env()
     print(f"machine: {machine()}")
     print(f"data: {os.environ.get('KIT_DATA_DIR') or 'embedded synthetic default'}")
+    print(f"reference loop before: {reference_cpu_s():.3f} CPU-s", flush=True)
     tables, totals = [], []
     with tempfile.TemporaryDirectory(prefix="kit-bench-") as tmp:
         for mode in modes:
-            table, total = run_mode(mode, args.only, args.jobs, Path(tmp) / mode)
+            runs = []
+            for k in range(args.repeats):
+                table, total = run_mode(mode, args.only, args.jobs, Path(tmp) / f"{mode}-{k}")
+                runs.append(table)
+                totals.append(total)
+            table = pd.concat(runs, ignore_index=True)
             tables.append(table)
-            totals.append(total)
             print(f"\nPer notebook, {mode} mode (CPU-s: papermill + kernel + its workers; "
                   f"budget {BUDGET_CPU[mode]:g} CPU-s each)")
-            print(table.to_string(index=False), flush=True)
+            shown = table if args.repeats == 1 else summarise_repeats(table)
+            print(shown.to_string(index=False), flush=True)
     budgets = [dict(budget=f"all notebooks, {t['mode']} mode",
                     target=f"< {BUDGET_WALL_TOTAL[t['mode']]:g} s wall on 2 idle cores",
                     measured=f"{t['wall_s']:.0f} s wall, {t['cpu_s']:.0f} CPU-s, {t['notebooks']} notebooks, "
@@ -127,6 +166,7 @@ def main(argv=None) -> int:
         budgets.append(dict(budget="make test", target=f"< {BUDGET_TEST_WALL:g} s wall",
                             measured=f"{wall:.0f} s wall, {cpu:.0f} CPU-s ({last})",
                             verdict="met" if wall < BUDGET_TEST_WALL else "OVER"))
+    print(f"\nreference loop after: {reference_cpu_s():.3f} CPU-s")
     print(f"\nBudgets (load average now {os.getloadavg()[0]:.2f})")
     print(pd.DataFrame(budgets).to_string(index=False))
     return 0 if all(t["ok"] for t in totals) else 1
