@@ -183,21 +183,20 @@ class _StandardForm:
     def _standard(self):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def cdf(self, x):
-        """P(X <= x), x in seconds (float or array)."""
-        scale, cdf, _, _, _ = self._standard()
+    def _forward(self, x, inner, at_or_below_zero: float):
+        scale = self._standard()[0]
         z = np.asarray(x, dtype=float) / scale
         with np.errstate(invalid="ignore", divide="ignore"):
-            out = np.where(z > 0, cdf(np.where(z > 0, z, 1.0)), 0.0)
+            out = np.where(z > 0, inner(np.where(z > 0, z, 1.0)), at_or_below_zero)
         return np.where(np.isnan(z), np.nan, out)[()]
+
+    def cdf(self, x):
+        """P(X <= x), x in seconds (float or array)."""
+        return self._forward(x, self._standard()[1], 0.0)
 
     def sf(self, x):
         """P(X > x), x in seconds (float or array)."""
-        scale, _, sf, _, _ = self._standard()
-        z = np.asarray(x, dtype=float) / scale
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out = np.where(z > 0, sf(np.where(z > 0, z, 1.0)), 1.0)
-        return np.where(np.isnan(z), np.nan, out)[()]
+        return self._forward(x, self._standard()[2], 1.0)
 
     def _inverse(self, p, inner, at_zero: float, at_one: float):
         scale = self._standard()[0]
